@@ -1,0 +1,133 @@
+"""The ``ingest-bridge`` command: serve, check, demo, emulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from bridge import __version__
+from bridge.errors import ConfigError
+
+
+def _config_error(e: ConfigError) -> int:
+    print("ingest-bridge: the configuration is invalid:", file=sys.stderr)
+    for p in e.problems:
+        print(f"  {p}", file=sys.stderr)
+    return 2
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bridge.config import describe, load_config
+    from bridge.server import build_routes
+
+    try:
+        config = load_config(args.config)
+        build_routes(config, transport=None)  # type: ignore[arg-type]
+    except ConfigError as e:
+        return _config_error(e)
+    print(describe(config))
+    print(f"configuration OK: {len(config.routes)} route(s)")
+    return 0
+
+
+async def _serve(config, listen: str | None) -> None:
+    from bridge.server import Bridge
+
+    bridge = Bridge(config, listen=listen)
+    await bridge.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"ingest-bridge {__version__} serving gRPC on {bridge.listen} (port {bridge.port})"
+          + (f", ops HTTP on port {bridge.http_port}" if bridge.http_port else ""), flush=True)
+    await stop.wait()
+    logging.getLogger("bridge").info("shutting down: delivering what is buffered")
+    await bridge.stop()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bridge.config import load_config
+
+    try:
+        config = load_config(args.config)
+        from bridge.server import build_routes
+
+        build_routes(config, transport=None)  # type: ignore[arg-type]
+    except ConfigError as e:
+        return _config_error(e)
+    asyncio.run(_serve(config, args.listen))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bridge import demo
+
+    return demo.main(args.dialect, args.rows, args.batch_rows)
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    from bridge.emulators import EMULATORS
+
+    if args.dialect not in EMULATORS:
+        print(f"ingest-bridge: no emulator for {args.dialect!r}; known: {', '.join(sorted(EMULATORS))}",
+              file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        emulator = EMULATORS[args.dialect]()
+        port = await emulator.start(args.host, args.port)
+        print(f"{args.dialect} emulator listening on http://{args.host}:{port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await emulator.stop()
+        print(f"accepted {len(emulator.rows)} rows in {len(emulator.requests)} requests", flush=True)
+
+    asyncio.run(run())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ingest-bridge", description="Stream Protobuf rows over gRPC into REST ingest APIs.")
+    p.add_argument("--version", action="version", version=f"ingest-bridge {__version__}")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the bridge")
+    s.add_argument("--config", required=True, help="YAML configuration file")
+    s.add_argument("--listen", help="gRPC HOST:PORT (overrides the config's listen)")
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("check", help="validate a configuration and print the resolved routes")
+    c.add_argument("--config", required=True)
+    c.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("demo", help="run the bridge against a local target and stream sample rows")
+    d.add_argument("--dialect", default="http", help="the local target to run (default: http)")
+    d.add_argument("--rows", type=int, default=100_000, help="rows to send over all payload shapes")
+    d.add_argument("--batch-rows", type=int, default=1000, help="rows per gRPC message")
+    d.set_defaults(func=cmd_demo)
+
+    e = sub.add_parser("emulate", help="serve a local emulator of a target")
+    e.add_argument("dialect")
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--port", type=int, default=8080)
+    e.set_defaults(func=cmd_emulate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        return args.func(args)
+    return 130

@@ -1,0 +1,89 @@
+"""The configuration's typed form, as ``bridge.config`` builds it from YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+class Secret:
+    """A credential from the config. Its text never shows in repr, logs or errors."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """When a route's rows leave as one request, and how much a route may buffer."""
+
+    max_rows: int = 5000
+    max_bytes: int = 4 * MiB  # of the encoded body
+    linger: float = 0.2  # seconds a partial batch waits for more rows
+    max_buffered_bytes: int = 64 * MiB  # rows accepted but not yet delivered
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """How a route's requests are sent and retried."""
+
+    concurrency: int = 4  # requests in flight to the target
+    timeout: float = 30.0  # per attempt, seconds
+    initial_backoff: float = 1.0
+    max_backoff: float = 30.0
+    multiplier: float = 2.0
+    max_elapsed: float = 300.0  # give up on a batch after this long
+    max_attempts: int = 0  # 0: bounded by max_elapsed only
+    max_500_attempts: int = 3  # HTTP 500 is retried within this small budget
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    type: str  # int, uint, double, bool, string, bytes, timestamp, json
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    name: str
+    dialect: str
+    url: str
+    target: str = ""
+    auth: dict[str, Any] = field(default_factory=dict)  # str values are Secret
+    options: dict[str, Any] = field(default_factory=dict)  # validated, defaults filled in
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    columns: tuple[ColumnSpec, ...] | None = None
+    # reject_row: bad rows are rejected by index, the rest go on;
+    # reject_batch: one bad row fails the whole request (INVALID_ARGUMENT).
+    on_bad_row: str = "reject_row"
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_message_bytes: int = 16 * MiB  # one gRPC message
+    max_buffered_bytes: int = 256 * MiB  # over all routes
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    listen: str = "127.0.0.1:50051"
+    http: str | None = "127.0.0.1:9464"
+    routes: dict[str, RouteConfig] = field(default_factory=dict)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)

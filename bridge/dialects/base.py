@@ -1,0 +1,172 @@
+"""What every dialect is: the same small shape for each target.
+
+A dialect turns a batch of ``Rows`` into the exact HTTP request its target
+documents (``build``) and the target's answer into an ``Outcome``
+(``classify``). Queueing, retries, compression, 413 splits and acks live in
+the pipeline around it, so a new target is one module of this shape, an
+emulator and its conformance tests.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from bridge import status
+from bridge.outcome import Outcome
+from bridge.rows import Op, RowError, Rows
+
+if TYPE_CHECKING:
+    from bridge.config import RouteConfig
+    from bridge.send.transport import Transport
+
+
+@dataclass(frozen=True)
+class Option:
+    """One documented route option: its kind, default and allowed values.
+
+    kind: "bool", "int", "str", "choice", "map" (string to string),
+    "duration" (seconds), "list" (of strings).
+    """
+
+    kind: str
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    required: bool = False
+    doc: str = ""
+
+
+# Options every dialect takes.
+COMMON_OPTIONS: dict[str, Option] = {
+    "timestamps": Option(
+        "choice", "rfc3339", ("rfc3339", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns"),
+        doc="how Value.timestamp and timestamp columns are written",
+    ),
+}
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """One request as the target will receive it. ``url`` already holds the query."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    # Ask the sender to compress the body with this Content-Encoding.
+    compression: str | None = None
+    # Values a caller may want back whatever the answer (Obsrv's msgid, ...).
+    upstream: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body) if self.body else None
+        except orjson.JSONDecodeError:
+            return None
+
+
+def segment(name: str) -> str:
+    """A name as exactly one escaped path segment: it can never reach another path."""
+    return quote(name, safe="")
+
+
+def join_url(base: str, path: str, query: list[tuple[str, str]] | None = None) -> str:
+    url = base.rstrip("/") + path
+    if query:
+        url += "?" + urlencode(query)
+    return url
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def error_message(body: Any, raw: bytes, *keys: str) -> str:
+    """The first of ``keys`` that holds a string in a JSON error body, else a short text."""
+    if isinstance(body, dict):
+        for key in keys:
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+    text = raw[:300].decode("utf-8", "replace").strip()
+    return text
+
+
+class Dialect:
+    """Base class; subclasses set the class attributes and override build/classify."""
+
+    name: ClassVar[str] = ""
+    options: ClassVar[dict[str, Option]] = {}
+    # Each allowed form of the route's ``auth`` mapping, as its set of keys.
+    auth_forms: ClassVar[tuple[frozenset[str], ...]] = (frozenset(),)
+    ops: ClassVar[frozenset[Op]] = frozenset({Op.INSERT})
+    target_required: ClassVar[bool] = True
+    # Defaults for the route's ``batch`` keys, and a hard cap on rows per request.
+    batch_defaults: ClassVar[dict[str, Any]] = {}
+    max_rows_limit: ClassVar[int | None] = None
+    # What the target name names, for ResourceInfo on NOT_FOUND.
+    resource_type: ClassVar[str] = "target"
+
+    def __init__(self, route: RouteConfig) -> None:
+        self.route = route
+        self.opts = route.options
+
+    @classmethod
+    def check_config(cls, route: RouteConfig) -> list[str]:
+        """Cross-option problems, each as ``key: what is wrong`` (single keys are checked already)."""
+        return []
+
+    def supported_ops(self) -> frozenset[Op]:
+        return self.ops
+
+    def reject_ops(self, rows: Rows) -> list[RowError]:
+        """Rows whose op the target cannot express, by caller index; never sent as something else."""
+        if rows.ops is None:
+            return []
+        allowed = self.supported_ops()
+        errors = []
+        for pos, op in enumerate(rows.ops):
+            if op not in allowed:
+                errors.append(
+                    RowError(
+                        rows.caller_index(pos),
+                        "",
+                        f"op {Op(op).name} is not supported by route {self.route.name!r} "
+                        f"({self.name}); it takes {', '.join(o.name for o in sorted(allowed))}",
+                    )
+                )
+        return errors
+
+    def check_rows(self, rows: Rows) -> list[RowError]:
+        """Dialect limits per row (event size, ...), by caller index. Default: none."""
+        return []
+
+    def build(self, rows: Rows) -> HttpRequest:
+        raise NotImplementedError
+
+    def classify(self, response: HttpResponse, rows: Rows) -> Outcome:
+        """Default: the status table, with the body's message."""
+        body = response.json()
+        outcome = status.from_http(response.status, error_message(body, response.body, "message", "error"))
+        if outcome.code == "NOT_FOUND":
+            outcome.resource = self.route.target or self.route.url
+        return outcome
+
+    async def confirm(self, transport: Transport, outcome: Outcome, deadline: float) -> Outcome:
+        """After a 2xx: wait for anything the route asks (Feldera completion). Default: nothing."""
+        return outcome
+
+
+def auth_headers_from_map(headers: dict[str, Any]) -> dict[str, str]:
+    return {k: str(getattr(v, "value", v)) for k, v in headers.items()}

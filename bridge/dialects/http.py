@@ -1,0 +1,67 @@
+"""The generic HTTP target: NDJSON, a JSON array or CSV, POSTed to a URL.
+
+ClickHouse's HTTP interface is one such target:
+``url: http://127.0.0.1:8123/``, ``options: {query: {query: "INSERT INTO t FORMAT JSONEachRow"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from bridge import formats
+from bridge.dialects.base import COMMON_OPTIONS, Dialect, HttpRequest, Option, auth_headers_from_map
+
+CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json", "csv": "text/csv"}
+
+
+class HttpDialect(Dialect):
+    name = "http"
+    options: ClassVar[dict[str, Option]] = {
+        **COMMON_OPTIONS,
+        "format": Option("choice", "ndjson", ("ndjson", "json", "csv"), doc="body format"),
+        "path": Option("str", "", doc="appended to url"),
+        "query": Option("map", {}, doc="query parameters"),
+        "headers": Option("map", {}, doc="extra request headers"),
+        "content_type": Option("str", "", doc="overrides the format's content type"),
+        "csv_header": Option("bool", True, doc="CSV: first line holds the column names"),
+        "csv_delimiter": Option("str", ",", doc="CSV: one-character delimiter"),
+        "compression": Option("choice", "none", ("none", "gzip", "zstd"), doc="request body encoding"),
+    }
+    auth_forms = (frozenset(), frozenset({"bearer"}), frozenset({"headers"}))
+    target_required = False
+
+    @classmethod
+    def check_config(cls, route) -> list[str]:
+        delim = route.options.get("csv_delimiter", ",")
+        if len(delim) != 1:
+            return [f"routes.{route.name}.options.csv_delimiter: must be one character, got {delim!r}"]
+        return []
+
+    def __init__(self, route) -> None:
+        super().__init__(route)
+        o = self.opts
+        self.format = o["format"]
+        self.url = route.url.rstrip("/") + o["path"] if o["path"] else route.url
+        if o["query"]:
+            from urllib.parse import urlencode
+
+            sep = "&" if "?" in self.url else "?"
+            self.url += sep + urlencode(list(o["query"].items()))
+        headers = {"Content-Type": o["content_type"] or CONTENT_TYPES[self.format]}
+        headers.update(o["headers"])
+        auth = route.auth
+        if "bearer" in auth:
+            headers["Authorization"] = "Bearer " + auth["bearer"].value
+        if "headers" in auth:
+            headers.update(auth_headers_from_map(auth["headers"]))
+        self.headers = headers
+        self.compression = None if o["compression"] == "none" else o["compression"]
+
+    def build(self, rows) -> HttpRequest:
+        if self.format == "ndjson":
+            body = formats.ndjson(rows)
+        elif self.format == "json":
+            body = formats.json_array(rows)
+        else:
+            body = formats.csv_body(rows, self.opts["csv_header"], self.opts["csv_delimiter"])
+        return HttpRequest("POST", self.url, dict(self.headers), body, self.compression)

@@ -1,0 +1,366 @@
+"""One route's pipeline: decode → validate → batch → send, and tickets back to the caller.
+
+A caller's request becomes a Ticket. Its rows are split into parts (at most
+max_rows and about max_bytes each), parts of the same shape are grouped into
+batches by count, bytes and linger, and ``delivery.concurrency`` workers send
+the batches. Each row's outcome flows back to its ticket; a ticket is done
+when all its parts are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.budget import ByteBudget
+from bridge.config_model import RouteConfig
+from bridge.decode import Decoder
+from bridge.descriptors import MessageTypes
+from bridge.dialects import DIALECTS
+from bridge.errors import BatchRejected
+from bridge.outcome import Outcome, Span
+from bridge.rows import RowError, Rows
+from bridge.send.retry import RetryPolicy
+from bridge.send.sender import Sender
+from bridge.send.transport import Transport
+from bridge.timefmt import formatter
+from bridge.validate import Validator
+
+log = logging.getLogger("bridge.pipeline")
+
+SHUTTING_DOWN = Outcome(
+    code="UNAVAILABLE", reason="BRIDGE_SHUTTING_DOWN", message="the bridge shut down before the batch was delivered",
+    retryable=True,
+)
+
+
+class Ticket:
+    """One caller request on its way; ``future`` resolves to the ticket itself when every row is settled."""
+
+    __slots__ = ("accepted", "cancelled", "deadline", "errors", "failed_rows", "failure", "future", "pending",
+                 "route", "sequence", "total", "unnamed_rejects", "upstream")
+
+    def __init__(self, route: str, sequence: int, total: int, errors: list[RowError], deadline: float | None) -> None:
+        self.route = route
+        self.sequence = sequence
+        self.total = total
+        self.errors = list(errors)
+        self.deadline = deadline
+        self.future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
+        self.pending = 0
+        self.accepted = 0
+        self.unnamed_rejects = 0
+        self.failed_rows: list[int] = []
+        self.failure: Outcome | None = None
+        self.upstream: dict[str, str] = {}
+        self.cancelled = False
+
+    def finish(self) -> None:
+        if not self.future.done():
+            self.future.set_result(self)
+
+    def fail(self, outcome: Outcome) -> None:
+        if self.failure is None:
+            self.failure = outcome
+        self.finish()
+
+
+@dataclass(slots=True)
+class Part:
+    ticket: Ticket
+    rows: Rows
+    nbytes: int
+    since: float
+
+
+@dataclass
+class RouteStats:
+    """Counters the demo prints (Prometheus metrics build on the same numbers)."""
+
+    requests: int = 0
+    rows_in: int = 0
+    rows_rejected: int = 0
+    rows_delivered: int = 0
+    batches_sent: int = 0
+    batches_failed: int = 0
+    bytes_out: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RoutePipeline:
+    def __init__(self, cfg: RouteConfig, transport: Transport, global_budget: ByteBudget | None = None) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.dialect = DIALECTS[cfg.dialect](cfg)
+        ts = formatter(cfg.options.get("timestamps", "rfc3339"))
+        path = cfg.options.get("descriptor_set") or ""
+        self.decoder = Decoder(ts, MessageTypes(path, ts) if path else None)
+        self.validator = Validator(cfg.columns) if cfg.columns else None
+        self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
+        self.sender = Sender(self.dialect, transport, RetryPolicy(cfg.delivery), cfg.batch.max_bytes)
+        self.stats = RouteStats()
+        self._pending: dict[Any, deque[Part]] = {}
+        self._pending_rows: dict[Any, int] = {}
+        self._pending_bytes: dict[Any, int] = {}
+        self._cond: asyncio.Condition | None = None
+        self._workers: list[asyncio.Task] = []
+        self._inflight: dict[int, list[Part]] = {}
+        self._closing = False
+
+    # -- receive side ------------------------------------------------------------
+    def prepare(self, request: Any) -> tuple[Rows, list[RowError]]:
+        """Decode and check one request: the rows to send and the rows rejected (by caller index)."""
+        kind = request.WhichOneof("payload")
+        objects = None
+        if kind == "rows":
+            rows, errors = self.decoder.row_batch(request.rows)
+        elif kind == "columns":
+            rows, errors = self.decoder.column_batch(request.columns)
+        elif kind == "messages":
+            rows, errors = self.decoder.message_batch(request.messages)
+        elif kind == "json":
+            rows, errors, objects = self.decoder.json_batch(request.json)
+        else:
+            raise BatchRejected("INVALID_ARGUMENT", "EMPTY_REQUEST",
+                                "the request has no payload: set rows, columns, messages or json")
+        if self.validator is not None:
+            rows, more = self.validator.check(rows, objects)
+            errors += more
+        for check in (self.dialect.reject_ops, self.dialect.check_rows):
+            more = check(rows)
+            if more:
+                bad = {e.index for e in more}
+                rows = rows.select([p for p in range(len(rows)) if rows.caller_index(p) not in bad])
+                errors += more
+        if errors:
+            errors.sort(key=lambda e: e.index)
+            if self.cfg.on_bad_row == "reject_batch":
+                raise BatchRejected(
+                    "INVALID_ARGUMENT", "INVALID_ROWS",
+                    f"{len(errors)} row(s) rejected, first row {errors[0].index}: {errors[0].reason}; "
+                    f"route {self.name!r} takes a batch whole or not at all",
+                    row_errors=errors,
+                )
+        return rows, errors
+
+    async def submit(self, ticket: Ticket, rows: Rows, nbytes: int) -> None:
+        """Hand rows to the batcher; waits while the route's (or the bridge's) buffer is full."""
+        if self._closing:
+            raise _shutting_down()
+        n = len(rows)
+        self.stats.requests += 1
+        self.stats.rows_in += ticket.total
+        self.stats.rows_rejected += len(ticket.errors)
+        if n == 0:
+            ticket.finish()
+            return
+        b = self.cfg.batch
+        per_row = max(1, nbytes // n)
+        step = max(1, min(b.max_rows, b.max_bytes // per_row))
+        slices = [rows] if n <= step else [rows.slice(i, min(n, i + step)) for i in range(0, n, step)]
+        ticket.pending = len(slices)
+        loop = asyncio.get_running_loop()
+        for part_rows in slices:
+            size = per_row * len(part_rows)
+            await self.budget.acquire(size)
+            if self._closing:
+                self.budget.release(size)
+                ticket.fail(SHUTTING_DOWN)
+                return
+            await self._enqueue(Part(ticket, part_rows, size, loop.time()))
+
+    def forget(self, ticket: Ticket) -> None:
+        """Drop a cancelled ticket's rows that are still waiting for a batch (the caller went away)."""
+        ticket.cancelled = True
+        for shape in list(self._pending):
+            parts = self._pending[shape]
+            keep = deque(p for p in parts if p.ticket is not ticket)
+            if len(keep) == len(parts):
+                continue
+            for p in parts:
+                if p.ticket is ticket:
+                    self._pending_rows[shape] -= len(p.rows)
+                    self._pending_bytes[shape] -= p.nbytes
+                    self.budget.release(p.nbytes)
+            if keep:
+                self._pending[shape] = keep
+            else:
+                del self._pending[shape], self._pending_rows[shape], self._pending_bytes[shape]
+
+    async def _enqueue(self, part: Part) -> None:
+        shape = part.rows.shape
+        cond = self._condition()
+        async with cond:
+            self._pending.setdefault(shape, deque()).append(part)
+            self._pending_rows[shape] = self._pending_rows.get(shape, 0) + len(part.rows)
+            self._pending_bytes[shape] = self._pending_bytes.get(shape, 0) + part.nbytes
+            cond.notify()
+
+    # -- batch side ----------------------------------------------------------------
+    def _condition(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    def start(self) -> None:
+        self._condition()
+        for i in range(self.cfg.delivery.concurrency):
+            self._workers.append(asyncio.create_task(self._worker(), name=f"route-{self.name}-{i}"))
+
+    def _ready(self, now: float) -> tuple[Any, float | None]:
+        b = self.cfg.batch
+        wait = None
+        for shape, parts in self._pending.items():
+            if (
+                self._closing
+                or self._pending_rows[shape] >= b.max_rows
+                or self._pending_bytes[shape] >= b.max_bytes
+                or now - parts[0].since >= b.linger
+            ):
+                return shape, None
+            w = parts[0].since + b.linger - now
+            wait = w if wait is None else min(wait, w)
+        return _NONE, wait
+
+    def _take(self, shape: Any) -> list[Part]:
+        b = self.cfg.batch
+        parts = self._pending[shape]
+        taken: list[Part] = []
+        rows = size = 0
+        while parts:
+            p = parts[0]
+            if taken and (rows + len(p.rows) > b.max_rows or size + p.nbytes > b.max_bytes):
+                break
+            parts.popleft()
+            self._pending_rows[shape] -= len(p.rows)
+            self._pending_bytes[shape] -= p.nbytes
+            if p.ticket.cancelled:
+                # Nobody waits for these rows: the caller resends what was not acknowledged.
+                self.budget.release(p.nbytes)
+                continue
+            taken.append(p)
+            rows += len(p.rows)
+            size += p.nbytes
+        if not parts:
+            del self._pending[shape], self._pending_rows[shape], self._pending_bytes[shape]
+        return taken
+
+    async def _next_batch(self) -> list[Part] | None:
+        cond = self._condition()
+        loop = asyncio.get_running_loop()
+        async with cond:
+            while True:
+                shape, wait = self._ready(loop.time())
+                if shape is not _NONE:
+                    taken = self._take(shape)
+                    if taken:
+                        return taken
+                    continue
+                if self._closing:
+                    return None
+                try:
+                    await asyncio.wait_for(cond.wait(), wait)
+                except TimeoutError:
+                    pass
+
+    async def _worker(self) -> None:
+        while True:
+            parts = await self._next_batch()
+            if parts is None:
+                return
+            key = id(parts)
+            self._inflight[key] = parts
+            try:
+                await self._deliver(parts)
+            finally:
+                del self._inflight[key]
+                self.budget.release(sum(p.nbytes for p in parts))
+
+    async def _deliver(self, parts: list[Part]) -> None:
+        rows = Rows.concat([p.rows for p in parts])
+        deadlines = [p.ticket.deadline for p in parts]
+        deadline = None if None in deadlines else max(deadlines)  # type: ignore[type-var]
+        try:
+            spans = await self.sender.deliver(rows, deadline)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            # A fault in a dialect must still answer every caller.
+            log.exception("route=%s internal error while sending a batch", self.name)
+            spans = [Span(0, len(rows), Outcome(code="INTERNAL", reason="BRIDGE_ERROR",
+                                                message=f"internal error in the bridge: {type(e).__name__}"))]
+        for s in spans:
+            if s.outcome.ok:
+                self.stats.batches_sent += 1
+            else:
+                self.stats.batches_failed += 1
+        self._settle(parts, spans)
+
+    def _settle(self, parts: list[Part], spans: list[Span]) -> None:
+        unattributed = {
+            id(s): (s.stop - s.start) - len(s.outcome.row_errors) - s.outcome.accepted
+            for s in spans if s.outcome.ok and s.outcome.accepted is not None
+        }
+        offset = 0
+        for p in parts:
+            a, b = offset, offset + len(p.rows)
+            offset = b
+            t = p.ticket
+            for s in spans:
+                lo, hi = max(a, s.start), min(b, s.stop)
+                if lo >= hi:
+                    continue
+                o = s.outcome
+                t.upstream.update(o.upstream)
+                if o.ok:
+                    named = [e for e in o.row_errors if lo <= e.index < hi]
+                    for e in named:
+                        t.errors.append(RowError(p.rows.caller_index(e.index - a), e.column, e.reason))
+                    good = hi - lo - len(named)
+                    extra = min(good, max(0, unattributed.get(id(s), 0)))
+                    if extra:
+                        unattributed[id(s)] -= extra
+                        t.unnamed_rejects += extra
+                        good -= extra
+                    t.accepted += good
+                    self.stats.rows_delivered += good
+                else:
+                    if t.failure is None:
+                        t.failure = o
+                    t.failed_rows.extend(p.rows.caller_index(i - a) for i in range(lo, hi))
+            t.pending -= 1
+            if t.pending <= 0:
+                t.finish()
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Flush what is buffered (linger no longer waits), then stop; what is left fails as UNAVAILABLE."""
+        self._closing = True
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
+        if self._workers:
+            _, running = await asyncio.wait(self._workers, timeout=timeout)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        for parts in list(self._inflight.values()):
+            for p in parts:
+                p.ticket.fail(SHUTTING_DOWN)
+        for parts in self._pending.values():
+            for p in parts:
+                p.ticket.fail(SHUTTING_DOWN)
+        self._pending.clear()
+
+
+def _shutting_down() -> BatchRejected:
+    return BatchRejected("UNAVAILABLE", "BRIDGE_SHUTTING_DOWN", SHUTTING_DOWN.message, retry_after=1.0)
+
+
+class _NoShape:
+    pass
+
+
+_NONE = _NoShape()

@@ -1,0 +1,88 @@
+"""The retry layer: exponential backoff with full jitter, Retry-After as a floor, bounded by deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
+
+from bridge.config_model import DeliveryConfig
+from bridge.outcome import Outcome
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+class RetryPolicy:
+    def __init__(self, cfg: DeliveryConfig, rng: random.Random | None = None) -> None:
+        self.cfg = cfg
+        self.rng = rng or random.Random()
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, initial * multiplier**(attempt-1))]."""
+        c = self.cfg
+        ceiling = min(c.max_backoff, c.initial_backoff * c.multiplier ** max(0, attempt - 1))
+        return self.rng.uniform(0, ceiling)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        d = self.backoff(attempt)
+        return d if retry_after is None else max(d, retry_after)
+
+
+Attempt = Callable[[float], Awaitable[Outcome]]
+
+
+async def with_retries(
+    attempt: Attempt,
+    policy: RetryPolicy,
+    deadline: float | None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Outcome:
+    """Run ``attempt(timeout)`` until it succeeds, fails for good or time runs out.
+
+    ``deadline`` is on ``clock`` (the latest caller deadline of the batch);
+    the route's max_elapsed bounds it too. The last outcome is returned as is,
+    so a transient failure still says "retryable" to the caller.
+    """
+    cfg = policy.cfg
+    start = clock()
+    end = start + cfg.max_elapsed
+    if deadline is not None:
+        end = min(end, deadline)
+    n = n500 = 0
+    while True:
+        timeout = max(0.001, min(cfg.timeout, end - clock()))
+        outcome = await attempt(timeout)
+        n += 1
+        if outcome.ok or not outcome.retryable:
+            return outcome
+        if outcome.http_status == 500:
+            n500 += 1
+            if n500 >= cfg.max_500_attempts:
+                return outcome
+        if cfg.max_attempts and n >= cfg.max_attempts:
+            return outcome
+        wait = policy.delay(n, outcome.retry_after)
+        if clock() + wait >= end:
+            if outcome.retry_after is None or outcome.retry_after < wait:
+                outcome.retry_after = wait
+            return outcome
+        await asyncio.sleep(wait)

@@ -1,0 +1,140 @@
+"""The running bridge: routes, the gRPC server (ingest, health, reflection) and the ops HTTP port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from bridge.budget import ByteBudget
+from bridge.config_model import BridgeConfig
+from bridge.pipeline import RoutePipeline
+from bridge.proto import SERVICE_NAME, pb
+from bridge.send.transport import Transport
+from bridge.service import IngestService
+
+log = logging.getLogger("bridge.server")
+
+# Health service names: "" (the whole bridge), the ingest service, and one per route.
+ROUTE_HEALTH_PREFIX = "ingestbridge.v1.route/"
+
+
+def _handlers(service: IngestService) -> grpc.GenericRpcHandler:
+    def sized(data: bytes) -> tuple[pb.IngestRequest, int]:
+        # The wire size is what the request costs in the route's byte budget.
+        return pb.IngestRequest.FromString(data), len(data)
+
+    ser = pb.BatchAck.SerializeToString
+    return grpc.method_handlers_generic_handler(
+        SERVICE_NAME,
+        {
+            "Ingest": grpc.stream_unary_rpc_method_handler(
+                service.Ingest, request_deserializer=sized, response_serializer=pb.IngestSummary.SerializeToString
+            ),
+            "IngestStream": grpc.stream_stream_rpc_method_handler(
+                service.IngestStream, request_deserializer=sized, response_serializer=ser
+            ),
+            "IngestBatch": grpc.unary_unary_rpc_method_handler(
+                service.IngestBatch, request_deserializer=sized, response_serializer=ser
+            ),
+            "ListRoutes": grpc.unary_unary_rpc_method_handler(
+                service.ListRoutes,
+                request_deserializer=pb.ListRoutesRequest.FromString,
+                response_serializer=pb.ListRoutesResponse.SerializeToString,
+            ),
+        },
+    )
+
+
+def build_routes(config: BridgeConfig, transport: Transport, budget: ByteBudget | None = None
+                 ) -> dict[str, RoutePipeline]:
+    """Every route's pipeline (dialects and descriptor sets are loaded here: ConfigError if they cannot be)."""
+    return {name: RoutePipeline(rc, transport, budget) for name, rc in config.routes.items()}
+
+
+class Bridge:
+    """Start with ``await bridge.start()``; ``port`` is the bound gRPC port; ``await bridge.stop()``."""
+
+    def __init__(self, config: BridgeConfig, listen: str | None = None, http: str | None | bool = True,
+                 reuse_port: bool = False) -> None:
+        self.config = config
+        self.listen = listen or config.listen
+        self.http_listen = config.http if http is True else (http or None)
+        self.transport = Transport()
+        self.budget = ByteBudget(config.limits.max_buffered_bytes)
+        self.routes = build_routes(config, self.transport, self.budget)
+        self.service = IngestService(self.routes)
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self.http_port = 0
+        self._runner: web.AppRunner | None = None
+        self._reuse_port = reuse_port
+        self.ready = False
+
+    async def start(self) -> None:
+        limit = self.config.limits.max_message_bytes
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.max_connection_idle_ms", 15 * 60_000),
+            ]
+        )
+        self.server.add_generic_rpc_handlers((_handlers(self.service),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(self.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.listen}")
+        for route in self.routes.values():
+            route.start()
+        await self.server.start()
+        if self.http_listen:
+            await self._start_http(self.http_listen)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        for name in ("", SERVICE_NAME, *(ROUTE_HEALTH_PREFIX + r for r in self.routes)):
+            await self.health.set(name, serving)
+        self.ready = True
+        log.info("listening on %s (gRPC port %d), %d route(s)", self.listen, self.port, len(self.routes))
+
+    async def _start_http(self, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        app = web.Application()
+        app.router.add_get("/healthz", lambda _: web.json_response({"status": "ok"}))
+        app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port))
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        body = {"ready": self.ready, "routes": sorted(self.routes)}
+        return web.json_response(body, status=200 if self.ready else 503)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking calls, deliver what is buffered (within ``grace``), close connections."""
+        self.ready = False
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME, *(ROUTE_HEALTH_PREFIX + r for r in self.routes)):
+            await self.health.set(name, not_serving)
+        # In-flight calls wait for their tickets while the routes flush what they hold.
+        stopping = [r.close(grace) for r in self.routes.values()]
+        if self.server is not None:
+            stopping.append(self.server.stop(grace + 1.0))
+        await asyncio.gather(*stopping)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.transport.close()

@@ -1,0 +1,228 @@
+"""Receive stage: the IngestService over grpc.aio.
+
+Reads a stream only as fast as the routes take rows (their byte budgets):
+while ``submit`` waits, nothing more is read and HTTP/2 flow control pushes
+back to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from google.rpc import status_pb2
+from grpc_status import rpc_status
+
+from bridge import acks, status
+from bridge.errors import BatchRejected
+from bridge.pipeline import RoutePipeline, Ticket
+from bridge.proto import pb
+
+log = logging.getLogger("bridge.service")
+
+Sized = tuple[pb.IngestRequest, int]
+
+
+async def abort(context: grpc.aio.ServicerContext, st: status_pb2.Status) -> None:
+    s = rpc_status.to_status(st)
+    await context.abort(s.code, s.details, s.trailing_metadata)
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class IngestService:
+    def __init__(self, routes: dict[str, RoutePipeline]) -> None:
+        self.routes = routes
+
+    def _route(self, name: str, previous: RoutePipeline | None) -> RoutePipeline:
+        if not name:
+            if previous is not None:
+                return previous
+            raise BatchRejected(
+                "INVALID_ARGUMENT", "ROUTE_REQUIRED",
+                "the request names no route (only a message after one that named a route may leave it empty)",
+            )
+        route = self.routes.get(name)
+        if route is None:
+            raise BatchRejected(
+                "NOT_FOUND", "ROUTE_NOT_FOUND",
+                f"route {name!r} is not configured; configured: {', '.join(sorted(self.routes)) or 'none'}",
+                {"route": name},
+            )
+        return route
+
+    async def _admit(self, request: pb.IngestRequest, size: int, route: RoutePipeline,
+                     context: grpc.aio.ServicerContext, track: list[Ticket] | None = None) -> Ticket:
+        try:
+            rows, errors = route.prepare(request)
+        except BatchRejected:
+            raise
+        except Exception as e:
+            # A fault in the bridge is INTERNAL with a reason, never an UNKNOWN without one.
+            log.exception("route=%s seq=%d cannot decode the request", route.name, request.sequence)
+            raise BatchRejected("INTERNAL", "BRIDGE_ERROR",
+                                f"internal error while decoding the request: {type(e).__name__}") from None
+        ticket = Ticket(route.name, request.sequence, acks.request_rows(request), errors, _deadline(context))
+        if track is not None:
+            # Tracked before submit: a caller that leaves while we wait for room must not strand rows.
+            track.append(ticket)
+        await route.submit(ticket, rows, size)
+        return ticket
+
+    def _ack(self, t: Ticket) -> pb.BatchAck:
+        return acks.ticket_ack(t, self.routes[t.route].dialect.resource_type)
+
+    # -- unary -----------------------------------------------------------------------
+    async def IngestBatch(self, sized: Sized, context: grpc.aio.ServicerContext) -> pb.BatchAck:
+        request, size = sized
+        try:
+            route = self._route(request.route, None)
+            ticket = await self._admit(request, size, route, context)
+        except BatchRejected as e:
+            await abort(context, acks.rejected_status(e, request.route, request.sequence))
+            raise AssertionError("unreachable") from None
+        try:
+            t = await ticket.future
+        except asyncio.CancelledError:
+            self.routes[ticket.route].forget(ticket)
+            raise
+        ack = self._ack(t)
+        if t.failure is not None:
+            st = status_pb2.Status()
+            st.CopyFrom(ack.status)
+            st.details.add().Pack(ack)  # the counts and named rows, for callers that want them
+            await abort(context, st)
+        return ack
+
+    # -- bidirectional -----------------------------------------------------------------
+    async def IngestStream(self, requests: AsyncIterator[Sized],
+                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.BatchAck]:
+        queue: asyncio.Queue[Ticket | pb.BatchAck | None] = asyncio.Queue()
+        live: list[Ticket] = []
+
+        async def read() -> None:
+            previous = None
+            try:
+                async for request, size in requests:
+                    try:
+                        route = self._route(request.route, previous)
+                        previous = route
+                        ticket = await self._admit(request, size, route, context, live)
+                    except BatchRejected as e:
+                        name = request.route or (previous.name if previous else "")
+                        await queue.put(acks.rejected_ack(e, name, request.sequence, acks.request_rows(request)))
+                        continue
+                    await queue.put(ticket)
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, Ticket):
+                    t = await item.future
+                    live.remove(item)
+                    item = self._ack(t)
+                yield item
+            await reader
+        finally:
+            # The caller went away (or the stream ended): nothing here may outlive it.
+            for t in live:
+                self.routes[t.route].forget(t)
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+    # -- client stream -------------------------------------------------------------------
+    async def Ingest(self, requests: AsyncIterator[Sized], context: grpc.aio.ServicerContext) -> pb.IngestSummary:
+        loop = asyncio.get_running_loop()
+        tickets: list[Ticket] = []
+        failed: asyncio.Future[tuple[Ticket | None, status_pb2.Status]] = loop.create_future()
+
+        def on_done(fut: asyncio.Future[Ticket]) -> None:
+            t = fut.result()
+            if t.failure is not None and not failed.done():
+                failed.set_result((t, self._ack(t).status))
+
+        async def read() -> None:
+            previous = None
+            async for request, size in requests:
+                try:
+                    route = self._route(request.route, previous)
+                    previous = route
+                    ticket = await self._admit(request, size, route, context, tickets)
+                except BatchRejected as e:
+                    if not failed.done():
+                        failed.set_result((None, acks.rejected_status(e, request.route or (
+                            previous.name if previous else ""), request.sequence)))
+                    return
+                ticket.future.add_done_callback(on_done)
+
+        reader = asyncio.create_task(read())
+        try:
+            done, _ = await asyncio.wait({reader, failed}, return_when=asyncio.FIRST_COMPLETED)
+            if failed not in done:
+                await reader
+                waiting = [t.future for t in tickets if not t.future.done()]
+                if waiting:
+                    everything = asyncio.gather(*waiting)
+                    await asyncio.wait({everything, failed}, return_when=asyncio.FIRST_COMPLETED)
+                    if not everything.done():
+                        everything.cancel()
+            summary = self._summary(tickets)
+            if failed.done():
+                bad, st = failed.result()
+                delivered = [t.sequence for t in tickets if t.future.done() and t.failure is None]
+                out = status_pb2.Status()
+                out.CopyFrom(st)
+                info = status.error_info(out)
+                if info is not None:
+                    info_msg, index = info
+                    info_msg.metadata["delivered_sequences"] = acks.ranges(delivered)
+                    out.details[index].Pack(info_msg)
+                out.details.add().Pack(summary)
+                await abort(context, out)
+            return summary
+        finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            for t in tickets:
+                if not t.future.done():
+                    self.routes[t.route].forget(t)
+
+    def _summary(self, tickets: list[Ticket]) -> pb.IngestSummary:
+        summary = pb.IngestSummary()
+        for t in tickets:
+            if not t.future.done() or t.failure is not None:
+                continue
+            summary.batches += 1
+            summary.accepted += t.accepted
+            summary.rejected += t.total - t.accepted
+            if t.total - t.accepted:
+                summary.failed.append(self._ack(t))
+        return summary
+
+    # -- routes ------------------------------------------------------------------------
+    async def ListRoutes(self, request: pb.ListRoutesRequest, context: grpc.aio.ServicerContext
+                         ) -> pb.ListRoutesResponse:
+        out = pb.ListRoutesResponse()
+        for name in sorted(self.routes):
+            r = self.routes[name]
+            info = out.routes.add(name=name, dialect=r.cfg.dialect, max_rows_per_request=r.cfg.batch.max_rows)
+            for c in r.cfg.columns or ():
+                info.columns.add(name=c.name, type=c.type + ("?" if c.nullable else ""))
+            info.ops.extend(sorted(int(o) for o in r.dialect.supported_ops()))
+        return out

@@ -1,0 +1,50 @@
+"""Timestamps as the target's JSON wants them: RFC 3339 strings or epoch numbers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+NANOS = 1_000_000_000
+_CACHE_MAX = 4096
+
+TimeFormatter = Callable[[int, int], object]
+
+
+def _rfc3339() -> TimeFormatter:
+    cache: dict[int, str] = {}
+
+    def fmt(seconds: int, nanos: int) -> str:
+        base = cache.get(seconds)
+        if base is None:
+            # Rows of one batch share a few seconds: the date part is cached.
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+            if seconds < -62135596800:  # before 0001-01-01: gmtime would not say so
+                raise ValueError("timestamp before year 1")
+            cache[seconds] = base
+        if nanos == 0:
+            return base + "Z"
+        if nanos % 1_000_000 == 0:
+            return f"{base}.{nanos // 1_000_000:03d}Z"
+        if nanos % 1000 == 0:
+            return f"{base}.{nanos // 1000:06d}Z"
+        return f"{base}.{nanos:09d}Z"
+
+    return fmt
+
+
+def formatter(mode: str) -> TimeFormatter:
+    """A function (seconds, nanos) -> JSON value for the route's ``timestamps`` option."""
+    if mode == "rfc3339":
+        return _rfc3339()
+    if mode == "epoch_s":
+        return lambda s, n: s if n == 0 else s + n / NANOS
+    if mode == "epoch_ms":
+        return lambda s, n: s * 1000 + n // 1_000_000
+    if mode == "epoch_us":
+        return lambda s, n: s * 1_000_000 + n // 1000
+    if mode == "epoch_ns":
+        return lambda s, n: s * NANOS + n
+    raise ValueError(f"unknown timestamps mode {mode!r}")

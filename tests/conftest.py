@@ -1,0 +1,59 @@
+"""Fixtures: real servers on loopback, started and stopped by the tests."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+import yaml
+
+from bridge.config import parse_config
+from bridge.emulators.http_sink import HttpSink
+from bridge.proto import pb_grpc
+from bridge.server import Bridge
+
+
+@pytest.fixture
+async def sink():
+    s = HttpSink()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def bridge_factory():
+    """make(routes, **top_level) -> a started Bridge on a free loopback port."""
+    started: list[Bridge] = []
+
+    async def make(routes: dict, **top) -> Bridge:
+        doc = {"listen": "127.0.0.1:0", "http": None, "routes": routes, **top}
+        config = parse_config(yaml.safe_dump(doc), env={})
+        b = Bridge(config, http=False)
+        await b.start()
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        await b.stop(grace=1.0)
+
+
+@pytest.fixture
+async def channel_factory():
+    channels: list[grpc.aio.Channel] = []
+
+    def make(bridge: Bridge, **options) -> pb_grpc.IngestServiceStub:
+        ch = grpc.aio.insecure_channel(f"127.0.0.1:{bridge.port}", options=list(options.items()))
+        channels.append(ch)
+        return pb_grpc.IngestServiceStub(ch)
+
+    yield make
+    for ch in channels:
+        await ch.close()
+
+
+def fast_delivery(**over) -> dict:
+    """Delivery settings that keep retry tests short."""
+    d = {"initial_backoff": "10ms", "max_backoff": "50ms", "max_elapsed": "2s", "timeout": "2s"}
+    d.update(over)
+    return d
