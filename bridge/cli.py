@@ -95,7 +95,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ingest-bridge", description="Stream Protobuf rows over gRPC into REST ingest APIs.")
+    p = argparse.ArgumentParser(
+        prog="ingest-bridge", description="Stream Protobuf rows over gRPC into REST ingest APIs."
+    )
     p.add_argument("--version", action="version", version=f"ingest-bridge {__version__}")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True)

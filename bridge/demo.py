@@ -53,7 +53,7 @@ async def run(dialect: str = "http", rows: int = 100_000, batch_rows: int = 1000
         route.setdefault("options", {})["descriptor_set"] = str(desc)
         route.setdefault("batch", {"max_rows": 5000, "linger": "20ms"})
         config = parse_config(
-            yaml.safe_dump({"listen": "127.0.0.1:0", "http": None, "routes": {"demo": route}}), env={},
+            yaml.safe_dump({"listen": "127.0.0.1:0", "http": None, "routes": {"demo": route}}, sort_keys=False), env={},
             source="<demo>",
         )
         bridge = Bridge(config, http=False)

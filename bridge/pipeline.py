@@ -10,6 +10,7 @@ when all its parts are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from bridge.config_model import RouteConfig
 from bridge.decode import Decoder
 from bridge.descriptors import MessageTypes
 from bridge.dialects import DIALECTS
-from bridge.errors import BatchRejected
+from bridge.errors import BatchRejected, ConfigError
 from bridge.outcome import Outcome, Span
 from bridge.rows import RowError, Rows
 from bridge.send.retry import RetryPolicy
@@ -97,9 +98,15 @@ class RoutePipeline:
         self.dialect = DIALECTS[cfg.dialect](cfg)
         ts = formatter(cfg.options.get("timestamps", "rfc3339"))
         path = cfg.options.get("descriptor_set") or ""
-        self.decoder = Decoder(ts, MessageTypes(path, ts) if path else None)
+        try:
+            messages = MessageTypes(path, ts) if path else None
+        except ConfigError as e:
+            raise ConfigError([f"routes.{cfg.name}.options.descriptor_set: {p}" for p in e.problems]) from None
+        self.decoder = Decoder(ts, messages)
         self.validator = Validator(cfg.columns) if cfg.columns else None
         self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
+        cap = self.dialect.rows_per_request()
+        self.max_rows = cfg.batch.max_rows if cap is None else max(1, min(cap, cfg.batch.max_rows))
         self.sender = Sender(self.dialect, transport, RetryPolicy(cfg.delivery), cfg.batch.max_bytes)
         self.stats = RouteStats()
         self._pending: dict[Any, deque[Part]] = {}
@@ -159,7 +166,7 @@ class RoutePipeline:
             return
         b = self.cfg.batch
         per_row = max(1, nbytes // n)
-        step = max(1, min(b.max_rows, b.max_bytes // per_row))
+        step = max(1, min(self.max_rows, b.max_bytes // per_row))
         slices = [rows] if n <= step else [rows.slice(i, min(n, i + step)) for i in range(0, n, step)]
         ticket.pending = len(slices)
         loop = asyncio.get_running_loop()
@@ -216,7 +223,7 @@ class RoutePipeline:
         for shape, parts in self._pending.items():
             if (
                 self._closing
-                or self._pending_rows[shape] >= b.max_rows
+                or self._pending_rows[shape] >= self.max_rows
                 or self._pending_bytes[shape] >= b.max_bytes
                 or now - parts[0].since >= b.linger
             ):
@@ -232,7 +239,7 @@ class RoutePipeline:
         rows = size = 0
         while parts:
             p = parts[0]
-            if taken and (rows + len(p.rows) > b.max_rows or size + p.nbytes > b.max_bytes):
+            if taken and (rows + len(p.rows) > self.max_rows or size + p.nbytes > b.max_bytes):
                 break
             parts.popleft()
             self._pending_rows[shape] -= len(p.rows)
@@ -261,10 +268,8 @@ class RoutePipeline:
                     continue
                 if self._closing:
                     return None
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(cond.wait(), wait)
-                except TimeoutError:
-                    pass
 
     async def _worker(self) -> None:
         while True:

@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 from bridge.budget import ByteBudget
 from bridge.config_model import BridgeConfig
+from bridge.errors import ConfigError
 from bridge.pipeline import RoutePipeline
 from bridge.proto import SERVICE_NAME, pb
 from bridge.send.transport import Transport
@@ -53,13 +54,21 @@ def _handlers(service: IngestService) -> grpc.GenericRpcHandler:
 def build_routes(config: BridgeConfig, transport: Transport, budget: ByteBudget | None = None
                  ) -> dict[str, RoutePipeline]:
     """Every route's pipeline (dialects and descriptor sets are loaded here: ConfigError if they cannot be)."""
-    return {name: RoutePipeline(rc, transport, budget) for name, rc in config.routes.items()}
+    routes, problems = {}, []
+    for name, rc in config.routes.items():
+        try:
+            routes[name] = RoutePipeline(rc, transport, budget)
+        except ConfigError as e:
+            problems += e.problems
+    if problems:
+        raise ConfigError(problems)
+    return routes
 
 
 class Bridge:
     """Start with ``await bridge.start()``; ``port`` is the bound gRPC port; ``await bridge.stop()``."""
 
-    def __init__(self, config: BridgeConfig, listen: str | None = None, http: str | None | bool = True,
+    def __init__(self, config: BridgeConfig, listen: str | None = None, http: str | bool | None = True,
                  reuse_port: bool = False) -> None:
         self.config = config
         self.listen = listen or config.listen

@@ -182,7 +182,7 @@ class IngestService:
                         everything.cancel()
             summary = self._summary(tickets)
             if failed.done():
-                bad, st = failed.result()
+                _, st = failed.result()
                 delivered = [t.sequence for t in tickets if t.future.done() and t.failure is None]
                 out = status_pb2.Status()
                 out.CopyFrom(st)
@@ -221,7 +221,7 @@ class IngestService:
         out = pb.ListRoutesResponse()
         for name in sorted(self.routes):
             r = self.routes[name]
-            info = out.routes.add(name=name, dialect=r.cfg.dialect, max_rows_per_request=r.cfg.batch.max_rows)
+            info = out.routes.add(name=name, dialect=r.cfg.dialect, max_rows_per_request=r.max_rows)
             for c in r.cfg.columns or ():
                 info.columns.add(name=c.name, type=c.type + ("?" if c.nullable else ""))
             info.ops.extend(sorted(int(o) for o in r.dialect.supported_ops()))

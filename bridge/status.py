@@ -143,7 +143,9 @@ def outcome_status(
         md["http_status"] = str(outcome.http_status)
     if outcome.upstream_code:
         md["upstream_code"] = outcome.upstream_code
-    resource = (resource_type or "target", outcome.resource) if outcome.code == "NOT_FOUND" and outcome.resource else None
+    resource = None
+    if outcome.code == "NOT_FOUND" and outcome.resource:
+        resource = (resource_type or "target", outcome.resource)
     return rich_status(
         outcome.code,
         outcome.reason or outcome.code,

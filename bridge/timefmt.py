@@ -7,6 +7,9 @@ from collections.abc import Callable
 
 NANOS = 1_000_000_000
 _CACHE_MAX = 4096
+# The range of google.protobuf.Timestamp (and of RFC 3339).
+_MIN = -62135596800
+_MAX = 253402300799
 
 TimeFormatter = Callable[[int, int], object]
 
@@ -20,9 +23,10 @@ def _rfc3339() -> TimeFormatter:
             # Rows of one batch share a few seconds: the date part is cached.
             if len(cache) >= _CACHE_MAX:
                 cache.clear()
-            base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-            if seconds < -62135596800:  # before 0001-01-01: gmtime would not say so
-                raise ValueError("timestamp before year 1")
+            if not _MIN <= seconds <= _MAX:
+                raise ValueError(f"timestamp {seconds}s is outside 0001-01-01..9999-12-31")
+            t = time.gmtime(seconds)
+            base = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
             cache[seconds] = base
         if nanos == 0:
             return base + "Z"

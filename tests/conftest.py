@@ -27,7 +27,7 @@ async def bridge_factory():
 
     async def make(routes: dict, **top) -> Bridge:
         doc = {"listen": "127.0.0.1:0", "http": None, "routes": routes, **top}
-        config = parse_config(yaml.safe_dump(doc), env={})
+        config = parse_config(yaml.safe_dump(doc, sort_keys=False), env={})
         b = Bridge(config, http=False)
         await b.start()
         started.append(b)

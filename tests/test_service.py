@@ -196,7 +196,6 @@ async def test_a_caller_that_disconnects_mid_stream_leaves_nothing_behind(sink, 
     b = await bridge_factory({"r": route_to(sink, batch={"linger": "60s", "max_rows": 100000})})
     stub = channel_factory(b)
     route = b.routes["r"]
-    before = len(asyncio.all_tasks())
     call = stub.IngestStream()
     for seq in range(3):
         await call.write(sample.rows_request("r", seq, range(seq * 100, seq * 100 + 100)))
@@ -205,15 +204,19 @@ async def test_a_caller_that_disconnects_mid_stream_leaves_nothing_behind(sink, 
             break
         await asyncio.sleep(0.01)
     assert route.budget.used > 0, "the rows are buffered, waiting for the linger time"
+    assert any("IngestStream" in t.get_coro().__qualname__ for t in asyncio.all_tasks())
     call.cancel()
+    def stream_tasks():
+        return [t for t in asyncio.all_tasks() if "IngestStream" in t.get_coro().__qualname__]
+
     for _ in range(200):
-        if route.budget.used == 0 and len(asyncio.all_tasks()) <= before:
+        if route.budget.used == 0 and not stream_tasks():
             break
         await asyncio.sleep(0.01)
     assert route.budget.used == 0
     assert b.budget.used == 0
     assert not route._pending
-    assert len(asyncio.all_tasks()) <= before
+    assert not stream_tasks(), "the stream's reader task is gone"
     assert not sink.requests, "rows nobody waits for are not sent"
 
 

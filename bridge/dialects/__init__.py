@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from bridge._registry import LazyRegistry
 from bridge.dialects.base import Dialect
-from bridge.dialects.http import HttpDialect
 
-DIALECTS: dict[str, type[Dialect]] = {
-    HttpDialect.name: HttpDialect,
-}
+DIALECTS: LazyRegistry = LazyRegistry({
+    "http": "bridge.dialects.http:HttpDialect",
+    "timeplus": "bridge.dialects.timeplus:TimeplusDialect",
+    "obsrv": "bridge.dialects.obsrv:ObsrvDialect",
+    "feldera": "bridge.dialects.feldera:FelderaDialect",
+    "axiom": "bridge.dialects.axiom:AxiomDialect",
+})
 
 
 def get(name: str) -> type[Dialect]:

@@ -46,6 +46,9 @@ COMMON_OPTIONS: dict[str, Option] = {
         "choice", "rfc3339", ("rfc3339", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns"),
         doc="how Value.timestamp and timestamp columns are written",
     ),
+    "descriptor_set": Option(
+        "str", "", doc="FileDescriptorSet (protoc --include_imports) holding the MessageBatch types",
+    ),
 }
 
 
@@ -112,8 +115,9 @@ class Dialect:
     auth_forms: ClassVar[tuple[frozenset[str], ...]] = (frozenset(),)
     ops: ClassVar[frozenset[Op]] = frozenset({Op.INSERT})
     target_required: ClassVar[bool] = True
-    # Defaults for the route's ``batch`` keys, and a hard cap on rows per request.
+    # Defaults for the route's ``batch`` and ``delivery`` keys, and a hard cap on rows per request.
     batch_defaults: ClassVar[dict[str, Any]] = {}
+    delivery_defaults: ClassVar[dict[str, Any]] = {}
     max_rows_limit: ClassVar[int | None] = None
     # What the target name names, for ResourceInfo on NOT_FOUND.
     resource_type: ClassVar[str] = "target"
@@ -126,6 +130,10 @@ class Dialect:
     def check_config(cls, route: RouteConfig) -> list[str]:
         """Cross-option problems, each as ``key: what is wrong`` (single keys are checked already)."""
         return []
+
+    def rows_per_request(self) -> int | None:
+        """The most rows one request may carry for this route (None: batch.max_rows decides)."""
+        return self.max_rows_limit
 
     def supported_ops(self) -> frozenset[Op]:
         return self.ops

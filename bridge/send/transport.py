@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from bridge import __version__
@@ -51,7 +49,7 @@ class Transport:
             ) as resp:
                 data = await resp.content.read(MAX_RESPONSE_BYTES)
                 return HttpResponse(resp.status, {k.lower(): v for k, v in resp.headers.items()}, data)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise TransportError("timeout", f"no answer from the target within {timeout:g}s") from None
         except aiohttp.ClientError as e:
             raise TransportError("connect", f"cannot reach the target: {type(e).__name__}: {e}") from None

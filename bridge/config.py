@@ -1,0 +1,478 @@
+"""Configuration: one YAML file, ``${ENV}`` substitution, checked fully before anything starts.
+
+Every problem is collected and reported at once, each as ``key.path: what is
+wrong``. Secret values never appear in a problem, in ``describe`` or in a repr.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge.config_model import (
+    BatchConfig,
+    BridgeConfig,
+    ColumnSpec,
+    DeliveryConfig,
+    LimitsConfig,
+    RouteConfig,
+    Secret,
+)
+from bridge.errors import ConfigError
+
+TOP_KEYS = ("listen", "http", "limits", "routes")
+ROUTE_KEYS = ("dialect", "url", "target", "auth", "options", "batch", "delivery", "columns", "on_bad_row", "spool")
+COLUMN_TYPES = ("int", "uint", "double", "bool", "string", "bytes", "timestamp", "json")
+ROUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+               "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        # One problem per key: a missing variable need not also be "not an integer".
+        if not any(p.startswith(path + ": ") for p in self.items):
+            self.items.append(f"{path}: {message}")
+
+
+def _unknown(problems: _Problems, path: str, mapping: Mapping, known: tuple[str, ...] | list[str]) -> None:
+    for key in mapping:
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            more = f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(known)}"
+            problems.add(path, f"unknown key {key!r}{more}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- environment ---------------------------------------------------------------------
+# ${VAR} may stand anywhere, even in a flow mapping ({api_key: ${KEY}}) where a
+# "{" would end the YAML. So each reference becomes a plain placeholder before
+# parsing, and its value is put in after, where the key path is known.
+_PLACEHOLDER = re.compile(r"__ibenv(\d+)__")
+
+
+def _protect(text: str) -> tuple[str, list[tuple[str | None, str | None]]]:
+    refs: list[tuple[str | None, str | None]] = []
+
+    def repl(m: re.Match) -> str:
+        refs.append((None, "${") if m.group(1) else (m.group(2), m.group(3)))
+        return f"__ibenv{len(refs) - 1}__"
+
+    return re.sub(r"\$(\$)\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}", repl, text), refs
+
+
+def _substitute(node: Any, refs: list, env: Mapping[str, str], path: str, problems: _Problems) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, refs, env, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, refs, env, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "__ibenv" not in node:
+        return node
+
+    def repl(m: re.Match) -> str:
+        index = int(m.group(1))
+        if index >= len(refs):
+            return m.group(0)
+        name, default = refs[index]
+        if name is None:  # $${ is a literal ${
+            return "${"
+        value = env.get(name)
+        if value in (None, "") and default is not None:
+            return default
+        if value is None:
+            problems.add(path, f"environment variable {name} is not set")
+            return ""
+        return value
+
+    return _PLACEHOLDER.sub(repl, node)
+
+
+# -- scalar checks ---------------------------------------------------------------------
+def parse_size(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ValueError
+    unit = (m.group(2) or "").lower()
+    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2) or ""]
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, str):
+        value = value.strip()
+    return int(value)
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    return float(value)
+
+
+def _check(problems: _Problems, path: str, value: Any, convert: Callable[[Any], Any], expected: str,
+           minimum: float | None = None, strict_min: bool = False) -> Any:
+    try:
+        out = convert(value)
+    except (ValueError, TypeError):
+        problems.add(path, f"expected {expected}, got {_shown(value)}")
+        return None
+    if minimum is not None and (out < minimum or (strict_min and out == minimum)):
+        problems.add(path, f"expected {expected}, got {_shown(value)}")
+        return None
+    return out
+
+
+def _listen(problems: _Problems, path: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        problems.add(path, f"expected HOST:PORT, got {_shown(value)}")
+        return None
+    host, sep, port = value.rpartition(":")
+    ok = bool(sep and host and port.isdigit() and 0 <= int(port) <= 65535)
+    if ok and host.startswith("[") != host.endswith("]"):
+        ok = False
+    if not ok:
+        problems.add(path, f"expected HOST:PORT (port 0-65535), got {_shown(value)}")
+        return None
+    return value
+
+
+# -- sections ----------------------------------------------------------------------------
+_BATCH_RULES: dict[str, tuple[Callable[[Any], Any], str, float | None, bool]] = {
+    "max_rows": (_int, "a positive integer", 1, False),
+    "max_bytes": (parse_size, "a size such as 4MiB (> 0)", 1, False),
+    "linger": (parse_duration, "a duration such as 200ms (>= 0)", 0, False),
+    "max_buffered_bytes": (parse_size, "a size such as 64MiB (> 0)", 1, False),
+}
+_DELIVERY_RULES: dict[str, tuple[Callable[[Any], Any], str, float | None, bool]] = {
+    "concurrency": (_int, "a positive integer", 1, False),
+    "timeout": (parse_duration, "a duration such as 30s (> 0)", 0, True),
+    "initial_backoff": (parse_duration, "a duration such as 1s (> 0)", 0, True),
+    "max_backoff": (parse_duration, "a duration such as 30s (> 0)", 0, True),
+    "multiplier": (_float, "a number >= 1", 1, False),
+    "max_elapsed": (parse_duration, "a duration such as 300s (>= 0)", 0, False),
+    "max_attempts": (_int, "an integer >= 0 (0: no limit)", 0, False),
+    "max_500_attempts": (_int, "a positive integer", 1, False),
+}
+_LIMIT_RULES: dict[str, tuple[Callable[[Any], Any], str, float | None, bool]] = {
+    "max_message_bytes": (parse_size, "a size such as 16MiB (> 0)", 1, False),
+    "max_buffered_bytes": (parse_size, "a size such as 256MiB (> 0)", 1, False),
+}
+
+
+def _section(problems: _Problems, path: str, raw: Any, cls: type, rules: dict, defaults: dict) -> Any:
+    base = cls(**{k: v for k, v in defaults.items() if k in {f.name for f in fields(cls)}})
+    if raw is None:
+        return base
+    if not isinstance(raw, dict):
+        problems.add(path, f"expected a mapping, got {_shown(raw)}")
+        return base
+    _unknown(problems, path, raw, list(rules))
+    values = {}
+    for key, (convert, expected, minimum, strict) in rules.items():
+        if key in raw:
+            out = _check(problems, f"{path}.{key}", raw[key], convert, expected, minimum, strict)
+            if out is not None:
+                values[key] = out
+    return replace(base, **values)
+
+
+def _option(problems: _Problems, path: str, opt: Any, value: Any) -> Any:
+    kind = opt.kind
+    if kind == "bool":
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"  # from ${VAR}
+        if not isinstance(value, bool):
+            problems.add(path, f"expected true or false, got {_shown(value)}")
+        return value
+    if kind == "int":
+        return _check(problems, path, value, _int, "an integer")
+    if kind == "str":
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            problems.add(path, f"expected a string, got {_shown(value)}")
+            return value
+        return str(value)
+    if kind == "choice":
+        if value not in opt.choices:
+            problems.add(path, f"expected one of {', '.join(opt.choices)}, got {_shown(value)}")
+        return value
+    if kind == "duration":
+        return _check(problems, path, value, parse_duration, "a duration such as 30s")
+    if kind == "list":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.add(path, f"expected a list of strings, got {_shown(value)}")
+        return value
+    if kind == "map":
+        if not isinstance(value, dict):
+            problems.add(path, f"expected a mapping, got {_shown(value)}")
+            return {}
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) or v is None:
+                problems.add(f"{path}.{k}", f"expected a scalar, got {_shown(v)}")
+                continue
+            text = str(v).lower() if isinstance(v, bool) else str(v)
+            if "\r" in text or "\n" in text or "\r" in str(k) or "\n" in str(k):
+                problems.add(f"{path}.{k}", "must not contain CR or LF")
+            out[str(k)] = text
+        return out
+    raise AssertionError(f"unknown option kind {kind}")
+
+
+def _options(problems: _Problems, path: str, raw: Any, schema: dict) -> dict[str, Any]:
+    out = {name: opt.default for name, opt in schema.items()}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.add(path, f"expected a mapping, got {_shown(raw)}")
+        return out
+    _unknown(problems, path, raw, list(schema))
+    for name, opt in schema.items():
+        if name in raw:
+            out[name] = _option(problems, f"{path}.{name}", opt, raw[name])
+        elif opt.required:
+            problems.add(f"{path}.{name}", "is required")
+    return out
+
+
+def _auth(problems: _Problems, path: str, raw: Any, forms: tuple[frozenset[str], ...]) -> dict[str, Any]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.add(path, "expected a mapping")
+        return {}
+    keys = frozenset(raw)
+    if keys not in forms:
+        allowed = " or ".join("{" + ", ".join(sorted(f)) + "}" if f else "none" for f in forms)
+        problems.add(path, f"keys {{{', '.join(sorted(map(str, keys)))}}} do not fit this dialect; use {allowed}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "headers":
+            if not isinstance(value, dict):
+                problems.add(f"{path}.headers", "expected a mapping of header names to values")
+                continue
+            headers = {}
+            for name, v in value.items():
+                text = str(v)
+                if "\r" in text or "\n" in text or "\r" in str(name) or "\n" in str(name):
+                    problems.add(f"{path}.headers.{name}", "must not contain CR or LF")
+                headers[str(name)] = Secret(text)
+            out[key] = headers
+        elif isinstance(value, (dict, list)) or value is None:
+            problems.add(f"{path}.{key}", "expected a string")
+        else:
+            text = str(value)
+            if "\r" in text or "\n" in text:
+                problems.add(f"{path}.{key}", "must not contain CR or LF")
+            out[key] = Secret(text)
+    return out
+
+
+def _url(problems: _Problems, path: str, value: Any) -> str:
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value:
+        problems.add(path, "is required: the target's base URL (http:// or https://)")
+        return ""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        problems.add(path, f"not a URL: {_shown(value)}")
+        return value
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.add(path, f"expected an http:// or https:// URL with a host, got {_shown(value)}")
+    elif parts.username or parts.password:
+        problems.add(path, "must not hold credentials; put them under auth")
+    return value
+
+
+def _columns(problems: _Problems, path: str, raw: Any) -> tuple[ColumnSpec, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not raw:
+        problems.add(path, "expected a mapping of column names to types")
+        return None
+    out = []
+    for name, typ in raw.items():
+        text = str(typ).strip() if typ is not None else ""
+        nullable = text.endswith("?")
+        base = text[:-1] if nullable else text
+        if base not in COLUMN_TYPES:
+            problems.add(f"{path}.{name}", f"unknown type {_shown(typ)}; types: {', '.join(COLUMN_TYPES)} "
+                                           "(a trailing ? makes it nullable)")
+            continue
+        out.append(ColumnSpec(str(name), base, nullable))
+    return tuple(out)
+
+
+def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
+    from bridge.dialects import DIALECTS
+
+    path = f"routes.{name}"
+    if not ROUTE_NAME.match(str(name)):
+        problems.add(path, "a route name is 1-128 characters of letters, digits, '_', '.', '-'")
+    if not isinstance(raw, dict):
+        problems.add(path, "expected a mapping")
+        return None
+    _unknown(problems, path, raw, ROUTE_KEYS)
+    if "spool" in raw:
+        problems.add(f"{path}.spool", "spool mode is not available in this version")
+    dialect_name = raw.get("dialect")
+    if dialect_name is None:
+        problems.add(f"{path}.dialect", f"is required; one of {', '.join(DIALECTS)}")
+        return None
+    if dialect_name not in DIALECTS:
+        problems.add(f"{path}.dialect", f"unknown dialect {_shown(dialect_name)}; known: {', '.join(DIALECTS)}")
+        return None
+    dialect = DIALECTS[dialect_name]
+    before = len(problems.items)
+    url = _url(problems, f"{path}.url", raw.get("url"))
+    target = raw.get("target", "")
+    if target is None or not isinstance(target, (str, int)) or isinstance(target, bool):
+        problems.add(f"{path}.target", "expected a name")
+        target = ""
+    target = str(target)
+    if dialect.target_required and not target:
+        problems.add(f"{path}.target", f"is required for dialect {dialect_name} (the {dialect.resource_type} name)")
+    on_bad_row = raw.get("on_bad_row", "reject_row")
+    if on_bad_row not in ("reject_row", "reject_batch"):
+        problems.add(f"{path}.on_bad_row", f"expected reject_row or reject_batch, got {_shown(on_bad_row)}")
+    batch = _section(problems, f"{path}.batch", raw.get("batch"), BatchConfig, _BATCH_RULES,
+                     _converted(dialect.batch_defaults, _BATCH_RULES))
+    if dialect.max_rows_limit is not None and batch.max_rows > dialect.max_rows_limit:
+        problems.add(f"{path}.batch.max_rows", f"{dialect_name} takes at most {dialect.max_rows_limit} rows per "
+                                               f"request, got {batch.max_rows}")
+    route = RouteConfig(
+        name=str(name),
+        dialect=dialect_name,
+        url=url,
+        target=target,
+        auth=_auth(problems, f"{path}.auth", raw.get("auth"), dialect.auth_forms),
+        options=_options(problems, f"{path}.options", raw.get("options"), dialect.options),
+        batch=batch,
+        delivery=_section(problems, f"{path}.delivery", raw.get("delivery"), DeliveryConfig, _DELIVERY_RULES,
+                          _converted(dialect.delivery_defaults, _DELIVERY_RULES)),
+        columns=_columns(problems, f"{path}.columns", raw.get("columns")),
+        on_bad_row=on_bad_row,
+    )
+    if len(problems.items) == before:
+        for p in dialect.check_config(route):
+            problems.items.append(p)
+    return route
+
+
+def _converted(defaults: dict, rules: dict) -> dict:
+    out = {}
+    for key, value in defaults.items():
+        convert = rules[key][0] if key in rules else (lambda v: v)
+        out[key] = convert(value)
+    return out
+
+
+def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = "<config>") -> BridgeConfig:
+    """Parse and check a YAML configuration; raises ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    text, refs = _protect(text)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}:{where}: not valid YAML: {problem}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: expected a mapping with a 'routes' key")
+    problems = _Problems()
+    _unknown(problems, "(top level)", doc, TOP_KEYS)
+    doc = _substitute(doc, refs, env, "", problems)
+    listen = _listen(problems, "listen", doc.get("listen", "127.0.0.1:50051")) or "127.0.0.1:50051"
+    http = doc.get("http", "127.0.0.1:9464")
+    http = None if http is False or http is None else _listen(problems, "http", http)
+    limits = _section(problems, "limits", doc.get("limits"), LimitsConfig, _LIMIT_RULES, {})
+    routes_raw = doc.get("routes")
+    routes: dict[str, RouteConfig] = {}
+    if not isinstance(routes_raw, dict) or not routes_raw:
+        problems.add("routes", "is required: a mapping of route names to routes")
+    else:
+        for name, raw in routes_raw.items():
+            route = _route(problems, str(name), raw)
+            if route is not None:
+                routes[str(name)] = route
+    if problems.items:
+        raise ConfigError(problems.items)
+    return BridgeConfig(listen=listen, http=http, routes=routes, limits=limits)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> BridgeConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration: {e.strerror}") from None
+    return parse_config(text, env, source=str(path))
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return "***"
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    return value
+
+
+def describe(config: BridgeConfig) -> str:
+    """The resolved configuration for people: every route with its settings, secrets as ***."""
+    lines = [f"listen: {config.listen}", f"http: {config.http or 'off'}",
+             f"limits: max_message_bytes={config.limits.max_message_bytes} "
+             f"max_buffered_bytes={config.limits.max_buffered_bytes}"]
+    for name, r in config.routes.items():
+        lines.append(f"route {name}: dialect={r.dialect} url={r.url}" + (f" target={r.target}" if r.target else ""))
+        if r.auth:
+            lines.append(f"  auth: {_masked(r.auth)}")
+        lines.append(f"  options: {r.options}")
+        b, d = r.batch, r.delivery
+        lines.append(f"  batch: max_rows={b.max_rows} max_bytes={b.max_bytes} linger={b.linger:g}s "
+                     f"max_buffered_bytes={b.max_buffered_bytes}")
+        lines.append(f"  delivery: concurrency={d.concurrency} timeout={d.timeout:g}s "
+                     f"backoff={d.initial_backoff:g}s..{d.max_backoff:g}s x{d.multiplier:g} "
+                     f"max_elapsed={d.max_elapsed:g}s max_attempts={d.max_attempts or 'unlimited'}")
+        if r.columns:
+            lines.append("  columns: " + ", ".join(f"{c.name}: {c.type}{'?' if c.nullable else ''}"
+                                                   for c in r.columns))
+        lines.append(f"  on_bad_row: {r.on_bad_row}")
+    return "\n".join(lines)
