@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge._protogen import OUT_DIR, generate  # noqa: E402
+from bridge._protogen import OUT_DIR, generate
 
 if __name__ == "__main__":
     for path in generate(OUT_DIR):
