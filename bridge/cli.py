@@ -34,10 +34,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config, listen: str | None) -> None:
+async def _serve(config, listen: str | None, reuse_port: bool = False) -> None:
     from bridge.server import Bridge
 
-    bridge = Bridge(config, listen=listen)
+    bridge = Bridge(config, listen=listen, reuse_port=reuse_port)
     await bridge.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -60,8 +60,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
         build_routes(config, transport=None)  # type: ignore[arg-type]
     except ConfigError as e:
         return _config_error(e)
-    asyncio.run(_serve(config, args.listen))
-    return 0
+    if args.workers <= 1:
+        _run(_serve(config, args.listen))
+        return 0
+    listen = args.listen or config.listen
+    if listen.endswith(":0"):
+        print("ingest-bridge: --workers needs a fixed port to share", file=sys.stderr)
+        return 2
+    return _serve_workers(config, listen, args.workers)
+
+
+def _run(coro) -> None:
+    """Run on uvloop where it is installed (a few per cent faster), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def _worker(config, listen: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
+    _run(_serve(config, listen, reuse_port=True))
+
+
+def _serve_workers(config, listen: str, n: int) -> int:
+    """N processes share the port (SO_REUSEPORT), one event loop each; the kernel spreads connections."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(config, listen), name=f"ingest-bridge-{i}") for i in range(n)]
+    for p in procs:
+        p.start()
+
+    def forward(signum, _frame) -> None:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -105,6 +147,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the bridge")
     s.add_argument("--config", required=True, help="YAML configuration file")
     s.add_argument("--listen", help="gRPC HOST:PORT (overrides the config's listen)")
+    s.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     s.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("check", help="validate a configuration and print the resolved routes")
