@@ -1,0 +1,99 @@
+"""A real database behind the generic HTTP dialect: ClickHouse holds exactly the rows sent, shape by shape."""
+
+from __future__ import annotations
+
+import os
+
+import grpc
+import pytest
+
+from bridge import sample
+from tests import ch_server
+from tests.grpc_helpers import error_info, status_of
+
+pytestmark = pytest.mark.clickhouse
+
+SCHEMA = ("(id Int64, user String, price Float64, ok UInt8, ts String, category String, count Int32, "
+          "message String) ENGINE = Memory")
+
+
+@pytest.fixture(scope="module")
+def clickhouse():
+    if not ch_server.available():
+        if os.environ.get("CI"):
+            pytest.fail("clickhouse-server is not installed; scripts/test.sh installs it from Debian's packages")
+        pytest.skip("clickhouse-server is not installed (apt-get install clickhouse-server)")
+    with ch_server.ClickHouse() as ch:
+        yield ch
+
+
+def table_rows(ch, table: str) -> list[dict]:
+    import orjson
+
+    out = ch.query(f"SELECT * FROM {table} ORDER BY id FORMAT JSONEachRow",
+                   output_format_json_quote_64bit_integers="0")
+    return [orjson.loads(line) for line in out.splitlines()]
+
+
+def expected(i: int) -> dict:
+    row = sample.expected_json(i)
+    row["ok"] = int(row["ok"])  # a JSON boolean lands in UInt8
+    return row
+
+
+@pytest.mark.parametrize("shape", list(sample.SHAPES))
+async def test_each_payload_shape_lands_exactly_once(clickhouse, bridge_factory, channel_factory, tmp_path, shape):
+    table = f"shape_{shape}"
+    clickhouse.query(f"CREATE TABLE {table} {SCHEMA}")
+    desc = sample.write_descriptor_set(tmp_path / "click.desc")
+    b = await bridge_factory({"ch": {
+        "dialect": "http", "url": clickhouse.http_url, "batch": {"max_rows": 2000, "linger": "20ms"},
+        "options": {"query": {"query": f"INSERT INTO {table} FORMAT JSONEachRow"}, "descriptor_set": str(desc)},
+    }})
+    stub = channel_factory(b)
+    n, per = 5000, 700
+
+    async def gen():
+        for seq, lo in enumerate(range(0, n, per)):
+            yield sample.SHAPES[shape]("ch" if seq == 0 else "", seq, range(lo, min(n, lo + per)))
+
+    acks = [a async for a in stub.IngestStream(gen())]
+    assert all(a.status.code == 0 for a in acks), [a.status.message for a in acks if a.status.code]
+    assert sum(a.accepted for a in acks) == n
+    assert clickhouse.query(f"SELECT count(), uniqExact(id) FROM {table}").split() == [str(n), str(n)]
+    assert table_rows(clickhouse, table) == [expected(i) for i in range(n)]
+
+
+async def test_gzip_bodies(clickhouse, bridge_factory, channel_factory):
+    clickhouse.query(f"CREATE TABLE gz {SCHEMA}")
+    b = await bridge_factory({"ch": {
+        "dialect": "http", "url": clickhouse.http_url, "batch": {"linger": "0s"},
+        "options": {"query": {"query": "INSERT INTO gz FORMAT JSONEachRow"}, "compression": "gzip"},
+    }})
+    ack = await channel_factory(b).IngestBatch(sample.columns_request("ch", 1, range(300)))
+    assert ack.accepted == 300
+    assert table_rows(clickhouse, "gz") == [expected(i) for i in range(300)]
+
+
+async def test_a_missing_table_is_not_found_and_a_bad_value_is_invalid(clickhouse, bridge_factory, channel_factory):
+    clickhouse.query("CREATE TABLE typed (id Int64) ENGINE = Memory")
+    b = await bridge_factory({
+        "missing": {"dialect": "http", "url": clickhouse.http_url, "batch": {"linger": "0s"},
+                    "options": {"query": {"query": "INSERT INTO no_such_table FORMAT JSONEachRow"}}},
+        "typed": {"dialect": "http", "url": clickhouse.http_url, "batch": {"linger": "0s"},
+                  "options": {"query": {"query": "INSERT INTO typed FORMAT JSONEachRow"}}},
+    })
+    stub = channel_factory(b)
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await stub.IngestBatch(sample.json_request("missing", 1, range(2)))
+    assert ei.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "Code: 60" in ei.value.details()
+    assert error_info(status_of(ei.value)).metadata["http_status"] == "404"
+
+    req = sample.json_request("typed", 2, range(1))
+    req.json.objects[0] = b'{"id": "not a number"}'
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await stub.IngestBatch(req)
+    assert ei.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL)
+    assert "Code: " in ei.value.details()
+    assert clickhouse.query("SELECT count() FROM typed").strip() == "0"
