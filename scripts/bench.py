@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -71,10 +72,8 @@ def role_sink(port: int) -> None:
             n = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
             first = body[: body.find(b"\n")] if b"\n" in body else body
         if b"sent_ns" in first:
-            try:
+            with contextlib.suppress(ValueError, KeyError):
                 state["lat"].append(now - orjson.loads(first)["sent_ns"])
-            except (ValueError, KeyError):
-                pass
         state["rows"] += n
         return web.json_response({"ingested": n, "failed": 0, "failures": []})
 
