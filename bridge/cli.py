@@ -72,6 +72,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _run(coro) -> None:
     """Run on uvloop where it is installed (a few per cent faster), else asyncio's loop."""
+    from bridge import _malloc
+
+    _malloc.tune()
     try:
         import uvloop
     except ImportError:

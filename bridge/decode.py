@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import msgspec
 import orjson
 from google.protobuf.message import DecodeError
 
@@ -22,6 +23,8 @@ from bridge.rows import RowError, Rows
 from bridge.timefmt import NANOS, TimeFormatter
 
 _PLAIN = frozenset(("int", "uint", "string", "bool"))
+# Checks JSON syntax without building objects: four times cheaper than parsing.
+_JSON_SYNTAX = msgspec.json.Decoder(msgspec.Raw)
 
 
 def _invalid(message: str, reason: str = "INVALID_BATCH") -> BatchRejected:
@@ -120,7 +123,12 @@ class Decoder:
             return [b64(x) for x in col.bytes.values]
         if kind == "timestamps":
             ts = self.ts
-            return [ts(*divmod(x, NANOS)) for x in col.timestamps.values]
+            out = []
+            append = out.append
+            for x in col.timestamps.values:
+                s, n = divmod(x, NANOS)
+                append(ts(s, n))
+            return out
         return [self.value(v) for v in col.values.values]
 
     def column_batch(self, batch: Any) -> tuple[Rows, list[RowError]]:
@@ -186,27 +194,39 @@ class Decoder:
         return Rows(mt.columns, data, ops, index if errors else None), errors
 
     # -- JSON passthrough ------------------------------------------------------
-    def json_batch(self, batch: Any) -> tuple[Rows, list[RowError], list[dict]]:
-        """Rows of JSON object bytes, plus the parsed objects (for validation)."""
-        loads = orjson.loads
+    def json_batch(self, batch: Any, parse: bool = False) -> tuple[Rows, list[RowError], list[dict] | None]:
+        """Rows of JSON object bytes, and the parsed objects when ``parse`` (for validation)."""
+        check = _JSON_SYNTAX.decode
         data: list[bytes] = []
-        objs: list[dict] = []
+        objs: list[dict] | None = [] if parse else None
         index: list[int] = []
         errors: list[RowError] = []
         for i, raw in enumerate(batch.objects):
+            problem = None
             try:
-                obj = loads(raw)
-            except orjson.JSONDecodeError as e:
-                errors.append(RowError(i, "", f"not valid JSON: {e}"))
+                check(raw)
+            except msgspec.DecodeError as e:
+                problem = f"not valid JSON: {e}"
+            else:
+                if not raw.isascii():
+                    try:
+                        raw.decode()
+                    except UnicodeDecodeError as e:
+                        problem = f"not valid JSON: not UTF-8 at byte {e.start}"
+                if problem is None and raw[:1] != b"{" and raw.lstrip()[:1] != b"{":
+                    kind = type(orjson.loads(raw)).__name__
+                    problem = f"not a JSON object (a JSON {kind})"
+            if problem is not None:
+                errors.append(RowError(i, "", problem))
                 continue
-            if not isinstance(obj, dict):
-                errors.append(RowError(i, "", f"not a JSON object (a JSON {type(obj).__name__})"))
-                continue
-            if b"\n" in raw or b"\r" in raw:
-                # One object per line for NDJSON targets.
-                raw = orjson.dumps(obj)
+            if objs is not None or b"\n" in raw or b"\r" in raw:
+                obj = orjson.loads(raw)
+                if b"\n" in raw or b"\r" in raw:
+                    # One object per line for NDJSON targets.
+                    raw = orjson.dumps(obj)
+                if objs is not None:
+                    objs.append(obj)
             data.append(raw)
-            objs.append(obj)
             index.append(i)
         ops = _ops(list(batch.ops), len(batch.objects), "json.ops")
         if errors and ops is not None:

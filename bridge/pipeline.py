@@ -129,7 +129,7 @@ class RoutePipeline:
         elif kind == "messages":
             rows, errors = self.decoder.message_batch(request.messages)
         elif kind == "json":
-            rows, errors, objects = self.decoder.json_batch(request.json)
+            rows, errors, objects = self.decoder.json_batch(request.json, parse=self.validator is not None)
         else:
             raise BatchRejected("INVALID_ARGUMENT", "EMPTY_REQUEST",
                                 "the request has no payload: set rows, columns, messages or json")

@@ -292,7 +292,7 @@ def start_sink() -> tuple[Proc, str]:
 
 
 def start_bridge(cfg: Path, workers: int) -> Proc:
-    env = {"MALLOC_TOP_PAD_": "67108864", "MALLOC_MMAP_THRESHOLD_": "33554432"}
+    env: dict[str, str] = {}  # the bridge tunes malloc itself (bridge/_malloc.py)
     return Proc([sys.executable, "-m", "bridge", "--log-level", "warning", "serve", "--config", str(cfg),
                  "--workers", str(workers)], env=env)
 
