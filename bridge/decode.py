@@ -219,15 +219,14 @@ class Decoder:
             if problem is not None:
                 errors.append(RowError(i, "", problem))
                 continue
-            if objs is not None or b"\n" in raw or b"\r" in raw:
-                obj = orjson.loads(raw)
-                if b"\n" in raw or b"\r" in raw:
-                    # One object per line for NDJSON targets.
-                    raw = orjson.dumps(obj)
-                if objs is not None:
-                    objs.append(obj)
+            if objs is not None:
+                objs.append(orjson.loads(raw))
             data.append(raw)
             index.append(i)
+        whole = b"".join(data)
+        if b"\n" in whole or b"\r" in whole:
+            # One object per line for NDJSON targets (one scan of the batch, not one per row).
+            data = [orjson.dumps(orjson.loads(raw)) if b"\n" in raw or b"\r" in raw else raw for raw in data]
         ops = _ops(list(batch.ops), len(batch.objects), "json.ops")
         if errors and ops is not None:
             ops = [ops[i] for i in index]
