@@ -20,7 +20,7 @@ from bridge.descriptors import MessageTypes
 from bridge.dialects.base import b64
 from bridge.errors import BatchRejected
 from bridge.rows import RowError, Rows
-from bridge.timefmt import NANOS, TimeFormatter
+from bridge.timefmt import TimeFormatter, format_nanos
 
 _PLAIN = frozenset(("int", "uint", "string", "bool"))
 # Checks JSON syntax without building objects: four times cheaper than parsing.
@@ -52,8 +52,9 @@ def _ops(ops: list[int], n: int, what: str) -> list[int] | None:
 class Decoder:
     """Decodes one route's requests; holds its timestamp format and message types."""
 
-    def __init__(self, ts: TimeFormatter, messages: MessageTypes | None = None) -> None:
+    def __init__(self, ts: TimeFormatter, messages: MessageTypes | None = None, rfc3339: bool = True) -> None:
         self.ts = ts
+        self.rfc3339 = rfc3339
         self.messages = messages
 
     # -- typed values ---------------------------------------------------------
@@ -122,13 +123,7 @@ class Decoder:
         if kind == "bytes":
             return [b64(x) for x in col.bytes.values]
         if kind == "timestamps":
-            ts = self.ts
-            out = []
-            append = out.append
-            for x in col.timestamps.values:
-                s, n = divmod(x, NANOS)
-                append(ts(s, n))
-            return out
+            return format_nanos(col.timestamps.values, self.ts, self.rfc3339)
         return [self.value(v) for v in col.values.values]
 
     def column_batch(self, batch: Any) -> tuple[Rows, list[RowError]]:

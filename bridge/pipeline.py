@@ -96,13 +96,14 @@ class RoutePipeline:
         self.cfg = cfg
         self.name = cfg.name
         self.dialect = DIALECTS[cfg.dialect](cfg)
-        ts = formatter(cfg.options.get("timestamps", "rfc3339"))
+        mode = cfg.options.get("timestamps", "rfc3339")
+        ts = formatter(mode)
         path = cfg.options.get("descriptor_set") or ""
         try:
             messages = MessageTypes(path, ts) if path else None
         except ConfigError as e:
             raise ConfigError([f"routes.{cfg.name}.options.descriptor_set: {p}" for p in e.problems]) from None
-        self.decoder = Decoder(ts, messages)
+        self.decoder = Decoder(ts, messages, rfc3339=mode == "rfc3339")
         self.validator = Validator(cfg.columns) if cfg.columns else None
         self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
         cap = self.dialect.rows_per_request()

@@ -14,6 +14,17 @@ _MAX = 253402300799
 TimeFormatter = Callable[[int, int], object]
 
 
+# ".000Z" ... ".999Z": millisecond suffixes, the common precision.
+_MS = [f".{i:03d}Z" for i in range(1000)]
+
+
+def _date_part(seconds: int) -> str:
+    if not _MIN <= seconds <= _MAX:
+        raise ValueError(f"timestamp {seconds}s is outside 0001-01-01..9999-12-31")
+    t = time.gmtime(seconds)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+
+
 def _rfc3339() -> TimeFormatter:
     cache: dict[int, str] = {}
 
@@ -23,15 +34,11 @@ def _rfc3339() -> TimeFormatter:
             # Rows of one batch share a few seconds: the date part is cached.
             if len(cache) >= _CACHE_MAX:
                 cache.clear()
-            if not _MIN <= seconds <= _MAX:
-                raise ValueError(f"timestamp {seconds}s is outside 0001-01-01..9999-12-31")
-            t = time.gmtime(seconds)
-            base = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-            cache[seconds] = base
+            base = cache[seconds] = _date_part(seconds)
         if nanos == 0:
             return base + "Z"
         if nanos % 1_000_000 == 0:
-            return f"{base}.{nanos // 1_000_000:03d}Z"
+            return base + _MS[nanos // 1_000_000]
         if nanos % 1000 == 0:
             return f"{base}.{nanos // 1000:06d}Z"
         return f"{base}.{nanos:09d}Z"
@@ -52,3 +59,25 @@ def formatter(mode: str) -> TimeFormatter:
     if mode == "epoch_ns":
         return lambda s, n: s * NANOS + n
     raise ValueError(f"unknown timestamps mode {mode!r}")
+
+
+def format_nanos(values, fmt: TimeFormatter, rfc3339: bool) -> list:
+    """Many Unix-nanosecond instants at once (a columnar batch's timestamp column)."""
+    if not rfc3339:
+        return [fmt(*divmod(x, NANOS)) for x in values]
+    cache: dict[int, str] = {}
+    ms = _MS
+    out: list = []
+    append = out.append
+    for x in values:
+        s, n = divmod(x, NANOS)
+        base = cache.get(s)
+        if base is None:
+            base = cache[s] = _date_part(s)
+        if n == 0:
+            append(base + "Z")
+        elif n % 1_000_000 == 0:
+            append(base + ms[n // 1_000_000])
+        else:
+            append(fmt(s, n))
+    return out
