@@ -51,6 +51,7 @@ async def _serve(config, listen: str | None, reuse_port: bool = False) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from bridge import logs
     from bridge.config import load_config
 
     try:
@@ -60,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         build_routes(config, transport=None)  # type: ignore[arg-type]
     except ConfigError as e:
         return _config_error(e)
+    args.redact.secrets = logs.RedactSecrets(logs.secrets_of(config)).secrets
     if args.workers <= 1:
         _run(_serve(config, args.listen))
         return 0
@@ -67,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if listen.endswith(":0"):
         print("ingest-bridge: --workers needs a fixed port to share", file=sys.stderr)
         return 2
-    return _serve_workers(config, listen, args.workers)
+    return _serve_workers(config, listen, args.workers, args.log_level, args.log_format)
 
 
 def _run(coro) -> None:
@@ -83,17 +85,21 @@ def _run(coro) -> None:
         uvloop.run(coro)
 
 
-def _worker(config, listen: str) -> None:
+def _worker(config, listen: str, level: str, fmt: str) -> None:
+    from bridge import logs
+
+    logs.setup(level, fmt).secrets = logs.RedactSecrets(logs.secrets_of(config)).secrets
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
     _run(_serve(config, listen, reuse_port=True))
 
 
-def _serve_workers(config, listen: str, n: int) -> int:
+def _serve_workers(config, listen: str, n: int, level: str, fmt: str) -> int:
     """N processes share the port (SO_REUSEPORT), one event loop each; the kernel spreads connections."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(config, listen), name=f"ingest-bridge-{i}") for i in range(n)]
+    procs = [ctx.Process(target=_worker, args=(config, listen, level, fmt), name=f"ingest-bridge-{i}")
+             for i in range(n)]
     for p in procs:
         p.start()
 
@@ -145,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"ingest-bridge {__version__}")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="json", choices=["json", "text"], help="log lines as JSON (default) or text")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the bridge")
@@ -173,9 +180,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    from bridge import logs
+
+    args.redact = logs.setup(args.log_level, args.log_format)
     with contextlib.suppress(KeyboardInterrupt):
         return args.func(args)
     return 130

@@ -22,6 +22,7 @@ from bridge.decode import Decoder
 from bridge.descriptors import MessageTypes
 from bridge.dialects import DIALECTS
 from bridge.errors import BatchRejected, ConfigError
+from bridge.metrics import Metrics
 from bridge.outcome import Outcome, Span
 from bridge.rows import RowError, Rows
 from bridge.send.retry import RetryPolicy
@@ -92,8 +93,10 @@ class RouteStats:
 
 
 class RoutePipeline:
-    def __init__(self, cfg: RouteConfig, transport: Transport, global_budget: ByteBudget | None = None) -> None:
+    def __init__(self, cfg: RouteConfig, transport: Transport, global_budget: ByteBudget | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.cfg = cfg
+        self.metrics = metrics
         self.name = cfg.name
         self.dialect = DIALECTS[cfg.dialect](cfg)
         mode = cfg.options.get("timestamps", "rfc3339")
@@ -108,7 +111,10 @@ class RoutePipeline:
         self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
         cap = self.dialect.rows_per_request()
         self.max_rows = cfg.batch.max_rows if cap is None else max(1, min(cap, cfg.batch.max_rows))
-        self.sender = Sender(self.dialect, transport, RetryPolicy(cfg.delivery), cfg.batch.max_bytes)
+        self.sender = Sender(self.dialect, transport, RetryPolicy(cfg.delivery), cfg.batch.max_bytes, metrics)
+        if metrics is not None:
+            metrics.buffered_bytes.labels(self.name).set_function(lambda: self.budget.used)
+            metrics.buffered_limit.labels(self.name).set(self.budget.cap)
         self.stats = RouteStats()
         self._pending: dict[Any, deque[Part]] = {}
         self._pending_rows: dict[Any, int] = {}
@@ -162,6 +168,13 @@ class RoutePipeline:
         self.stats.requests += 1
         self.stats.rows_in += ticket.total
         self.stats.rows_rejected += len(ticket.errors)
+        if self.metrics is not None:
+            m = self.metrics
+            m.received_batches.labels(self.name).inc()
+            m.received_rows.labels(self.name).inc(ticket.total)
+            m.received_bytes.labels(self.name).inc(nbytes)
+            if ticket.errors:
+                m.rejected_rows.labels(self.name, "bridge").inc(len(ticket.errors))
         if n == 0:
             ticket.finish()
             return
@@ -298,11 +311,22 @@ class RoutePipeline:
             log.exception("route=%s internal error while sending a batch", self.name)
             spans = [Span(0, len(rows), Outcome(code="INTERNAL", reason="BRIDGE_ERROR",
                                                 message=f"internal error in the bridge: {type(e).__name__}"))]
+        m = self.metrics
         for s in spans:
-            if s.outcome.ok:
+            o, n = s.outcome, s.stop - s.start
+            if o.ok:
                 self.stats.batches_sent += 1
             else:
                 self.stats.batches_failed += 1
+                sequences = sorted({p.ticket.sequence for p in parts})
+                log.warning("route=%s sequences=%s rows=%d batch failed: %s %s: %s", self.name,
+                            ",".join(map(str, sequences[:20])), n, o.code, o.reason, o.message)
+            if m is not None:
+                outcome = "ok" if o.ok else "failed"
+                m.sent_batches.labels(self.name, outcome).inc()
+                m.sent_rows.labels(self.name, outcome).inc(n - len(o.row_errors) if o.ok else n)
+                if o.ok and o.row_errors:
+                    m.rejected_rows.labels(self.name, "target").inc(len(o.row_errors))
         self._settle(parts, spans)
 
     def _settle(self, parts: list[Part], spans: list[Span]) -> None:

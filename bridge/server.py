@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from bridge.budget import ByteBudget
 from bridge.config_model import BridgeConfig
 from bridge.errors import ConfigError
+from bridge.metrics import Metrics
 from bridge.pipeline import RoutePipeline
 from bridge.proto import SERVICE_NAME, pb
 from bridge.send.transport import Transport
@@ -51,13 +52,13 @@ def _handlers(service: IngestService) -> grpc.GenericRpcHandler:
     )
 
 
-def build_routes(config: BridgeConfig, transport: Transport, budget: ByteBudget | None = None
-                 ) -> dict[str, RoutePipeline]:
+def build_routes(config: BridgeConfig, transport: Transport, budget: ByteBudget | None = None,
+                 metrics: Metrics | None = None) -> dict[str, RoutePipeline]:
     """Every route's pipeline (dialects and descriptor sets are loaded here: ConfigError if they cannot be)."""
     routes, problems = {}, []
     for name, rc in config.routes.items():
         try:
-            routes[name] = RoutePipeline(rc, transport, budget)
+            routes[name] = RoutePipeline(rc, transport, budget, metrics)
         except ConfigError as e:
             problems += e.problems
     if problems:
@@ -75,7 +76,8 @@ class Bridge:
         self.http_listen = config.http if http is True else (http or None)
         self.transport = Transport()
         self.budget = ByteBudget(config.limits.max_buffered_bytes)
-        self.routes = build_routes(config, self.transport, self.budget)
+        self.metrics = Metrics()
+        self.routes = build_routes(config, self.transport, self.budget, self.metrics)
         self.service = IngestService(self.routes)
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
@@ -121,13 +123,21 @@ class Bridge:
     async def _start_http(self, listen: str) -> None:
         host, _, port = listen.rpartition(":")
         app = web.Application()
-        app.router.add_get("/healthz", lambda _: web.json_response({"status": "ok"}))
+        app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_port=self._reuse_port or None)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
 
     async def _readyz(self, _: web.Request) -> web.Response:
         body = {"ready": self.ready, "routes": sorted(self.routes)}

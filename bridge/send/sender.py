@@ -13,6 +13,7 @@ import time
 
 from bridge import status
 from bridge.dialects.base import Dialect, HttpRequest
+from bridge.metrics import Metrics, status_class
 from bridge.outcome import Outcome, Span
 from bridge.rows import RowError, Rows
 from bridge.send.compress import compress_async
@@ -23,7 +24,9 @@ log = logging.getLogger("bridge.send")
 
 
 class Sender:
-    def __init__(self, dialect: Dialect, transport: Transport, policy: RetryPolicy, max_bytes: int) -> None:
+    def __init__(self, dialect: Dialect, transport: Transport, policy: RetryPolicy, max_bytes: int,
+                 metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
         self.dialect = dialect
         self.transport = transport
         self.policy = policy
@@ -32,19 +35,28 @@ class Sender:
 
     async def _attempt(self, request: HttpRequest, body: bytes, headers: dict[str, str], rows: Rows,
                        timeout: float) -> Outcome:
+        started = time.perf_counter()
         try:
             response = await self.transport.send(request, body, headers, timeout)
         except TransportError as e:
+            self._observe(None, started, len(body))
             return status.transport_failure(e.kind, e.detail)
+        self._observe(response.status, started, len(body))
         outcome = self.dialect.classify(response, rows)
         if outcome.retryable and outcome.retry_after is None:
             outcome.retry_after = parse_retry_after(response.headers.get("retry-after"))
         if not outcome.ok:
-            log.warning(
+            log.info(
                 "route=%s target answered HTTP %s (%s): %s", self.route, response.status, outcome.code,
                 outcome.message,
             )
         return outcome
+
+    def _observe(self, http_status: int | None, started: float, nbytes: int) -> None:
+        if self.metrics is not None:
+            m = self.metrics
+            m.upstream_seconds.labels(self.route, status_class(http_status)).observe(time.perf_counter() - started)
+            m.sent_bytes.labels(self.route).inc(nbytes)
 
     async def _send_once(self, rows: Rows, request: HttpRequest, deadline: float | None) -> Outcome:
         body = request.body
@@ -53,8 +65,14 @@ class Sender:
             body = await compress_async(body, request.compression)
             headers = {**headers, "Content-Encoding": request.compression}
 
+        previous: list[Outcome] = []
+
         async def attempt(timeout: float) -> Outcome:
-            return await self._attempt(request, body, headers, rows, timeout)
+            if previous and self.metrics is not None:
+                self.metrics.retries.labels(self.route, previous[-1].reason or previous[-1].code).inc()
+            outcome = await self._attempt(request, body, headers, rows, timeout)
+            previous.append(outcome)
+            return outcome
 
         outcome = await with_retries(attempt, self.policy, deadline)
         outcome.upstream = {**request.upstream, **outcome.upstream}

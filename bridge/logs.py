@@ -1,0 +1,69 @@
+"""Logging: one JSON object per line (or plain text), with every configured secret redacted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable
+
+import orjson
+
+_STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STD and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(out, default=str).decode()
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces any configured secret in a log line by ***: a last line of defence, logs never add them."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            if any(s in text for s in self.secrets):
+                for s in self.secrets:
+                    text = text.replace(s, "***")
+                record.msg, record.args = text, None
+        return True
+
+
+def setup(level: str = "info", fmt: str = "json") -> RedactSecrets:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json"
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    redact = RedactSecrets()
+    handler.addFilter(redact)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    return redact
+
+
+def secrets_of(config) -> list[str]:
+    """Every secret value in a BridgeConfig (auth values and auth headers)."""
+    out = []
+    for route in config.routes.values():
+        for value in route.auth.values():
+            if isinstance(value, dict):
+                out += [v.value for v in value.values()]
+            else:
+                out.append(value.value)
+    return out
