@@ -121,6 +121,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args.dialect, args.rows, args.batch_rows)
 
 
+def cmd_send(args: argparse.Namespace) -> int:
+    from bridge import sendfile
+
+    return sendfile.main(args.target, args.route, args.file, args.format, args.batch_rows, args.window)
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     from bridge.emulators import EMULATORS
 
@@ -169,6 +175,15 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--rows", type=int, default=100_000, help="rows to send over all payload shapes")
     d.add_argument("--batch-rows", type=int, default=1000, help="rows per gRPC message")
     d.set_defaults(func=cmd_demo)
+
+    f = sub.add_parser("send", help="stream an NDJSON or CSV file (or - for stdin) to a running bridge")
+    f.add_argument("file", help="the file, or - for standard input")
+    f.add_argument("--target", default="127.0.0.1:50051", help="the bridge's gRPC HOST:PORT")
+    f.add_argument("--route", required=True)
+    f.add_argument("--format", choices=["ndjson", "csv"], help="default: from the file name (.csv), else ndjson")
+    f.add_argument("--batch-rows", type=int, default=1000)
+    f.add_argument("--window", type=int, default=32, help="batches waiting for their acks at most")
+    f.set_defaults(func=cmd_send)
 
     e = sub.add_parser("emulate", help="serve a local emulator of a target")
     e.add_argument("dialect")

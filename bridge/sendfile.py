@@ -1,0 +1,205 @@
+"""``ingest-bridge send``: stream an NDJSON or CSV file (or stdin) to a running bridge over IngestStream.
+
+Rows go as JsonBatch messages of ``batch_rows``; at most ``window`` batches
+wait for their acks at once, so a file of any size streams in bounded memory.
+A dropped stream (UNAVAILABLE, a restarted bridge) is opened again and every
+batch not yet acknowledged is sent again. Exit status: 0 when every row was
+accepted, 1 when rows were rejected or batches failed, 2 when the bridge
+could not be used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, TextIO
+
+import grpc
+import orjson
+from google.rpc import error_details_pb2
+
+from bridge.proto import pb, pb_grpc
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def _infer(value: str):
+    """CSV cells to JSON values: integers, numbers, true/false, empty as null, else text."""
+    if value == "":
+        return None
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        f = float(value)
+    except ValueError:
+        return value
+    return f if f == f and f not in (float("inf"), float("-inf")) else value
+
+
+def read_objects(stream: BinaryIO, fmt: str, infer: bool = True) -> Iterator[bytes]:
+    """One JSON object (bytes) per row."""
+    if fmt == "csv":
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        for row in csv.DictReader(text):
+            yield orjson.dumps({k: (_infer(v) if infer else v) for k, v in row.items()})
+        return
+    for line in stream:
+        line = line.strip()
+        if line:
+            yield line
+
+
+@dataclass
+class Progress:
+    out: TextIO
+    total_bytes: int | None
+    tty: bool
+    rows: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed_batches: int = 0
+    resends: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+
+    def show(self, read_bytes: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.tty or (not final and now - self.last < 0.2):
+            return
+        self.last = now
+        dt = max(now - self.started, 1e-9)
+        rate = self.accepted / dt
+        line = f"{self.accepted:>12,} rows  {rate:>10,.0f} rows/s"
+        if self.total_bytes:
+            frac = min(1.0, read_bytes / self.total_bytes)
+            bar = "#" * int(frac * 30)
+            eta = (dt / frac - dt) if frac > 0 else 0
+            line = f"[{bar:<30}] {frac:6.1%} " + line + f"  ETA {eta:5.0f}s"
+        self.out.write("\r" + line)
+        if final:
+            self.out.write("\n")
+        self.out.flush()
+
+
+_CODES = {c.value[0]: c.name for c in grpc.StatusCode}
+
+
+def _status_text(st) -> str:
+    text = f"{_CODES.get(st.code, st.code)}: {st.message}"
+    for d in st.details:
+        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            d.Unpack(info)
+            text += f" [{info.reason}" + "".join(f" {k}={v}" for k, v in sorted(info.metadata.items())) + "]"
+    return text
+
+
+async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: int = 1000, window: int = 32,
+               retries: int = 5, total_bytes: int | None = None, out: TextIO = sys.stderr,
+               tty: bool | None = None) -> int:
+    progress = Progress(out, total_bytes, out.isatty() if tty is None else tty)
+    pending: dict[int, pb.IngestRequest] = {}  # sent, not yet acknowledged
+    source = read_objects(stream, fmt)
+    next_seq = 0
+    exhausted = False
+    read_bytes = 0
+
+    def next_batch() -> pb.IngestRequest | None:
+        nonlocal next_seq, exhausted, read_bytes
+        objects = []
+        for obj in source:
+            objects.append(obj)
+            read_bytes += len(obj) + 1
+            if len(objects) >= batch_rows:
+                break
+        if not objects:
+            exhausted = True
+            return None
+        req = pb.IngestRequest(route=route, sequence=next_seq)
+        req.json.objects.extend(objects)
+        next_seq += 1
+        return req
+
+    async def writer(call, room: asyncio.Semaphore) -> None:
+        for req in list(pending.values()):  # resend what was never acknowledged
+            await room.acquire()
+            await call.write(req)
+        while True:
+            await room.acquire()
+            req = await asyncio.to_thread(next_batch)
+            if req is None:
+                break
+            pending[req.sequence] = req
+            await call.write(req)
+        await call.done_writing()
+
+    failures: list[str] = []
+    attempt = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.IngestServiceStub(channel)
+        while True:
+            call = stub.IngestStream()
+            room = asyncio.Semaphore(window)
+            write_task: asyncio.Task | None = None
+            try:
+                progress.resends += len(pending)
+                write_task = asyncio.create_task(writer(call, room))
+                async for ack in call:
+                    room.release()
+                    req = pending.pop(ack.sequence, None)
+                    if req is None:
+                        continue
+                    progress.accepted += ack.accepted
+                    progress.rejected += ack.rejected
+                    for e in ack.errors[:3]:
+                        if len(progress.reasons) < 10:
+                            progress.reasons.append(f"batch {ack.sequence} row {e.index}: {e.reason}")
+                    if ack.status.code != 0:
+                        progress.failed_batches += 1
+                        if len(failures) < 5:
+                            failures.append(f"batch {ack.sequence}: {_status_text(ack.status)}")
+                    progress.show(read_bytes)
+                await write_task
+                break
+            except grpc.aio.AioRpcError as e:
+                if write_task is not None:
+                    write_task.cancel()
+                if e.code() not in RETRYABLE or attempt >= retries:
+                    print(f"\ningest-bridge send: the stream failed: {e.code().name}: {e.details()}", file=out)
+                    return 2
+                attempt += 1
+                await asyncio.sleep(min(2**attempt * 0.1, 5.0))
+    progress.show(read_bytes, final=True)
+    dt = time.monotonic() - progress.started
+    print(f"sent {next_seq} batches: {progress.accepted} rows accepted, {progress.rejected} rejected, "
+          f"{progress.failed_batches} batches failed, {progress.resends} resent, "
+          f"{progress.accepted / max(dt, 1e-9):,.0f} rows/s", file=out)
+    for line in failures + progress.reasons:
+        print("  " + line, file=out)
+    return 0 if progress.rejected == 0 and progress.failed_batches == 0 else 1
+
+
+def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, window: int) -> int:
+    if fmt is None:
+        fmt = "csv" if path.lower().endswith(".csv") else "ndjson"
+    if path == "-":
+        return asyncio.run(send(target, route, sys.stdin.buffer, fmt, batch_rows, window))
+    try:
+        size = os.path.getsize(path)
+        f = open(path, "rb")  # noqa: SIM115 - closed below, after the stream
+    except OSError as e:
+        print(f"ingest-bridge send: {path}: {e.strerror}", file=sys.stderr)
+        return 2
+    with f:
+        return asyncio.run(send(target, route, f, fmt, batch_rows, window, total_bytes=size))
