@@ -360,7 +360,11 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
     if dialect_name not in DIALECTS:
         problems.add(f"{path}.dialect", f"unknown dialect {_shown(dialect_name)}; known: {', '.join(DIALECTS)}")
         return None
-    dialect = DIALECTS[dialect_name]
+    try:
+        dialect = DIALECTS[dialect_name]
+    except ImportError as e:
+        problems.add(f"{path}.dialect", f"dialect {dialect_name!r} cannot be loaded: {e}")
+        return None
     before = len(problems.items)
     url = _url(problems, f"{path}.url", raw.get("url"))
     target = raw.get("target", "")
