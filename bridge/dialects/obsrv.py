@@ -1,0 +1,86 @@
+"""Obsrv dataset ingest: ``POST {url}/v2/data/in/{dataset_id}`` with the ``api.data.in`` envelope.
+
+A batch is ``data`` as a JSON array; ``params.msgid`` is the batch's dedup
+key for 7 days at Obsrv (a repeated msgid silently drops the batch), so
+each distinct batch gets a fresh UUID, made once in ``build`` and therefore
+the same on every retry of that batch, and never derived from caller data.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import ClassVar
+
+from bridge import formats, status
+from bridge.dialects.base import COMMON_OPTIONS, Dialect, HttpRequest, HttpResponse, Option, join_url, segment
+from bridge.outcome import Outcome
+from bridge.rows import RowError, Rows
+
+MAX_EVENT_BYTES = 1_048_576  # larger events fail later in the pipeline, where the caller never hears of it
+
+# error.code -> (gRPC code, retried)
+ERROR_CODES = {
+    "DATASET_NOT_FOUND": ("NOT_FOUND", False),
+    "TOPIC_NOT_FOUND": ("FAILED_PRECONDITION", False),
+    "DATA_INGESTION_INVALID_INPUT": ("INVALID_ARGUMENT", False),
+    "INTERNAL_SERVER_ERROR": ("INTERNAL", True),
+    "UNAUTHORIZED ACCESS": ("UNAUTHENTICATED", False),
+    "FORBIDDEN ACCESS": ("PERMISSION_DENIED", False),
+}
+
+
+class ObsrvDialect(Dialect):
+    name = "obsrv"
+    options: ClassVar[dict[str, Option]] = {
+        **COMMON_OPTIONS,
+        "batch_mode": Option("bool", True, doc="data as an array (true) or one request per event (false)"),
+    }
+    auth_forms = (frozenset(), frozenset({"bearer"}))
+    resource_type = "dataset"
+    batch_defaults: ClassVar[dict] = {"max_bytes": 4_000_000}  # Obsrv's Kafka takes about 5 MB per message
+
+    def __init__(self, route) -> None:
+        super().__init__(route)
+        self.url = join_url(route.url, f"/v2/data/in/{segment(route.target)}")
+        self.headers = {"Content-Type": "application/json"}
+        if "bearer" in route.auth:
+            self.headers["Authorization"] = "Bearer " + route.auth["bearer"].value
+
+    def rows_per_request(self) -> int | None:
+        return None if self.opts["batch_mode"] else 1
+
+    def check_rows(self, rows: Rows) -> list[RowError]:
+        errors = []
+        for pos, obj in enumerate(formats.object_bytes(rows)):
+            if len(obj) > MAX_EVENT_BYTES:
+                errors.append(RowError(rows.caller_index(pos), "",
+                                       f"event is {len(obj)} bytes encoded; Obsrv takes at most {MAX_EVENT_BYTES}"))
+        return errors
+
+    def build(self, rows: Rows) -> HttpRequest:
+        msgid = str(uuid.uuid4())
+        objects = formats.object_bytes(rows)
+        data = objects[0] if not self.opts["batch_mode"] else b"[" + b",".join(objects) + b"]"
+        head = (b'{"id":"api.data.in","ver":"v2","ts":"' + str(int(time.time() * 1000)).encode()
+                + b'","params":{"msgid":"' + msgid.encode() + b'"},"data":')
+        return HttpRequest("POST", self.url, dict(self.headers), head + data + b"}", upstream={"msgid": msgid})
+
+    def classify(self, response: HttpResponse, rows: Rows) -> Outcome:
+        body = response.json()
+        err = body.get("error") if isinstance(body, dict) else None
+        code = err.get("code", "") if isinstance(err, dict) else ""
+        message = err.get("message", "") if isinstance(err, dict) else ""
+        if 200 <= response.status < 300:
+            params = body.get("params", {}) if isinstance(body, dict) else {}
+            out = Outcome(code="OK", http_status=response.status)
+            if isinstance(params, dict) and params.get("resmsgid"):
+                out.upstream["resmsgid"] = str(params["resmsgid"])
+            return out
+        outcome = status.from_http(response.status, message or response.body[:200].decode("utf-8", "replace"), code)
+        if code in ERROR_CODES:
+            outcome.code, outcome.retryable = ERROR_CODES[code]
+            outcome.reason = code.replace(" ", "_")
+        if outcome.code == "NOT_FOUND":
+            outcome.resource = self.route.target
+        return outcome
