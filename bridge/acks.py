@@ -20,7 +20,7 @@ def ticket_ack(t: Ticket, resource_type: str = "target") -> pb.BatchAck:
         errors += [RowError(i, "", t.failure.message) for i in t.failed_rows]
         errors.sort(key=lambda e: e.index)
     st = (
-        status.outcome_status(t.failure, t.route, t.sequence, resource_type)
+        status.outcome_status(t.failure, t.route, t.sequence, resource_type, row_errors=errors)
         if t.failure is not None
         else status.rich_status("OK", "", "")
     )

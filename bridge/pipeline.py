@@ -360,6 +360,9 @@ class RoutePipeline:
                 else:
                     if t.failure is None:
                         t.failure = o
+                    # Rows the target named in a failed batch (Feldera's parse errors), by caller index.
+                    t.errors += [RowError(p.rows.caller_index(e.index - a), e.column, e.reason)
+                                 for e in o.row_errors if lo <= e.index < hi]
                     t.failed_rows.extend(p.rows.caller_index(i - a) for i in range(lo, hi))
             t.pending -= 1
             if t.pending <= 0:

@@ -136,8 +136,9 @@ def outcome_status(
     resource_type: str = "",
     metadata: dict[str, str] | None = None,
     extra: Iterable = (),
+    row_errors: Iterable[RowError] | None = None,
 ) -> status_pb2.Status:
-    """The google.rpc.Status for a target outcome."""
+    """The google.rpc.Status for a target outcome (``row_errors``: the named rows, by caller index)."""
     md = dict(metadata or {})
     if outcome.http_status is not None:
         md["http_status"] = str(outcome.http_status)
@@ -155,7 +156,7 @@ def outcome_status(
         metadata=md,
         retry_after=outcome.retry_after,
         retryable=outcome.retryable,
-        row_errors=outcome.row_errors,
+        row_errors=outcome.row_errors if row_errors is None else row_errors,
         resource=resource,
         extra=extra,
     )
