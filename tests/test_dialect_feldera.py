@@ -1,0 +1,265 @@
+"""Feldera: query options, change formats, atomic arrays, parse errors by invalid_text, completion tokens, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import grpc
+import orjson
+import pytest
+
+from bridge import sample
+from bridge.emulators.feldera import FelderaEmulator, Pipeline
+from bridge.proto import pb
+from tests.conftest import fast_delivery
+from tests.grpc_helpers import details, error_info, status_of
+
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "specs" / "feldera-openapi.json"
+KEY = "apikey:" + "a" * 128
+
+
+@pytest.fixture
+async def fel():
+    e = FelderaEmulator({"shop": Pipeline({"clicks": list(sample.COLUMNS), "kv": ["k", "v"], "T1": ["k", "v"]}),
+                         "paused": Pipeline({"kv": ["k", "v"]}, state="paused"),
+                         "stopped": Pipeline({"kv": ["k", "v"]}, state="stopped")},
+                        api_key=KEY, inprogress_polls=2, paused_hold=0.05)
+    await e.start()
+    yield e
+    await e.stop()
+
+
+def route(e, target="kv", pipeline="shop", **options) -> dict:
+    return {"dialect": "feldera", "url": e.url, "target": target, "auth": {"api_key": KEY},
+            "options": {"pipeline": pipeline, **options}, "batch": {"linger": "0s"},
+            "delivery": fast_delivery(max_elapsed="400ms")}
+
+
+def kv_request(*rows, ops=None) -> pb.IngestRequest:
+    req = pb.IngestRequest(route="r")
+    req.rows.columns.extend(["k", "v"])
+    for i, (k, v) in enumerate(rows):
+        req.rows.rows.add(op=(ops or [0] * len(rows))[i]).values.extend([pb.Value(string=k), pb.Value(int=v)])
+    return req
+
+
+async def batch(bridge_factory, channel_factory, r, req):
+    b = await bridge_factory({"r": r})
+    return await channel_factory(b).IngestBatch(req)
+
+
+async def test_default_insert_delete_array_with_explicit_format(fel, bridge_factory, channel_factory):
+    req = kv_request(("a", 1), ("b", 2), ("a", 3), ops=[pb.OP_INSERT, pb.OP_DELETE, pb.OP_UPSERT])
+    ack = await batch(bridge_factory, channel_factory, route(fel), req)
+    assert ack.accepted == 3 and ack.upstream["token"]
+    (cap,) = fel.requests
+    assert cap.path == "/v0/pipelines/shop/ingress/kv"
+    assert cap.query == [("force", "false"), ("format", "json"), ("array", "true"),
+                         ("update_format", "insert_delete")]
+    assert cap.headers["Authorization"] == f"Bearer {KEY}" and cap.headers["Content-Type"] == "application/json"
+    assert "Content-Encoding" not in cap.headers
+    assert orjson.loads(cap.body) == [{"insert": {"k": "a", "v": 1}}, {"delete": {"k": "b", "v": 2}},
+                                      {"update": {"k": "a", "v": 3}}]
+    assert fel.changes == [("insert", {"k": "a", "v": 1}), ("delete", {"k": "b", "v": 2}),
+                           ("update", {"k": "a", "v": 3})]
+
+
+async def test_raw_ndjson_and_force(fel, bridge_factory, channel_factory):
+    r = route(fel, array=False, update_format="raw", force=True)
+    req = kv_request(("a", 1), ("b", 2), ops=[pb.OP_INSERT, pb.OP_DELETE])
+    ack = await batch(bridge_factory, channel_factory, r, req)
+    assert (ack.accepted, [e.index for e in ack.errors]) == (1, [1])
+    assert "op DELETE is not supported" in ack.errors[0].reason
+    (cap,) = fel.requests
+    assert parse_qs(urlsplit(cap.raw_path).query) == {"force": ["true"], "format": ["json"], "array": ["false"],
+                                                      "update_format": ["raw"]}
+    assert cap.body == b'{"k":"a","v":1}\n'
+
+
+async def test_debezium_payloads(fel, bridge_factory, channel_factory):
+    req = kv_request(("a", 1), ("b", 2), ops=[pb.OP_INSERT, pb.OP_DELETE])
+    await batch(bridge_factory, channel_factory, route(fel, update_format="debezium"), req)
+    assert orjson.loads(fel.requests[0].body) == [{"payload": {"op": "c", "after": {"k": "a", "v": 1}}},
+                                                  {"payload": {"op": "d", "before": {"k": "b", "v": 2}}}]
+
+
+async def test_json_objects_are_wrapped_without_re_encoding(fel, bridge_factory, channel_factory):
+    req = pb.IngestRequest(route="r")
+    req.json.objects.extend([b'{"k": "x", "v": 1.50}'])
+    await batch(bridge_factory, channel_factory, route(fel), req)
+    assert fel.requests[0].body == b'[{"insert":{"k": "x", "v": 1.50}}]'
+
+
+async def test_csv_is_headerless_in_table_column_order(fel, bridge_factory, channel_factory):
+    r = route(fel, format="csv")
+    r["columns"] = {"k": "string", "v": "int"}
+    req = pb.IngestRequest(route="r")
+    req.json.objects.extend([b'{"v": 1, "k": "a,b"}', b'{"k": "c", "v": 2}'])
+    ack = await batch(bridge_factory, channel_factory, r, req)
+    assert ack.accepted == 2
+    (cap,) = fel.requests
+    assert cap.query == [("force", "false"), ("format", "csv")]
+    assert cap.headers["Content-Type"] == "text/csv"
+    assert cap.body == b'"a,b",1\nc,2\n'
+
+
+def test_csv_without_declared_columns_is_a_config_error():
+    from bridge.config import parse_config
+    from bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="declare the table's columns in order"):
+        parse_config(json.dumps({"routes": {"r": {"dialect": "feldera", "url": "http://127.0.0.1:1", "target": "t",
+                                                  "options": {"pipeline": "p", "format": "csv"}}}}), env={})
+    with pytest.raises(ConfigError, match="pipeline: is required"):
+        parse_config(json.dumps({"routes": {"r": {"dialect": "feldera", "url": "http://127.0.0.1:1",
+                                                  "target": "t"}}}), env={})
+
+
+async def test_unquoted_table_names_match_case_insensitively_and_names_are_escaped(
+        fel, bridge_factory, channel_factory):
+    ack = await batch(bridge_factory, channel_factory, route(fel, "t1"), kv_request(("a", 1)))
+    assert ack.accepted == 1
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await batch(bridge_factory, channel_factory, route(fel, "no/such"), kv_request(("a", 1)))
+    assert ei.value.code() == grpc.StatusCode.NOT_FOUND
+    assert fel.requests[-1].raw_path.startswith("/v0/pipelines/shop/ingress/no%2Fsuch?")
+    assert details(status_of(ei.value))["ResourceInfo"][0].resource_name == "no/such"
+
+
+async def test_a_parse_error_in_an_array_drops_the_batch_and_names_the_row(fel, bridge_factory, channel_factory):
+    req = pb.IngestRequest(route="r")
+    req.json.objects.extend([b'{"k": "a", "v": 1}', b'{"k": "b", "zzz": 2}', b'{"k": "c", "v": 3}'])
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await batch(bridge_factory, channel_factory, route(fel), req)
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    st = status_of(ei.value)
+    assert error_info(st).reason == "PARSE_ERRORS" and error_info(st).metadata["upstream_code"] == "ParseErrors"
+    (br,) = details(st)["BadRequest"]
+    assert [v.field for v in br.field_violations] == ["rows[1]"]
+    (ack,) = details(st)["BatchAck"]
+    assert (ack.accepted, ack.rejected) == (0, 3)
+    assert fel.rows == [] and len(fel.requests) == 1, "atomic: nothing kept, nothing resent"
+
+
+async def test_without_arrays_good_records_stay_and_only_bad_rows_are_rejected(fel, bridge_factory, channel_factory):
+    await batch(bridge_factory, channel_factory, route(fel, array=False), kv_request(("warm", 0)))
+    req = pb.IngestRequest(route="r")
+    req.json.objects.extend([b'{"k": "a", "v": 1}', b'{"k": "b", "zzz": 2}', b'{"k": "c", "v": 3}'])
+    b = await bridge_factory({"r": route(fel, array=False)})
+    ack = await channel_factory(b).IngestBatch(req)
+    assert ack.status.code == 0, "the good rows are in: a resend would duplicate them"
+    assert (ack.accepted, ack.rejected, [e.index for e in ack.errors]) == (2, 1, [1])
+    assert "unknown field" in ack.errors[0].reason
+    assert [r["k"] for r in fel.rows] == ["warm", "a", "c"] and len(fel.requests) == 2
+
+
+async def test_wait_for_completion_polls_until_complete(fel, bridge_factory, channel_factory):
+    ack = await batch(bridge_factory, channel_factory, route(fel, wait_for_completion=True), kv_request(("a", 1)))
+    assert ack.accepted == 1 and ack.upstream["completion"] == "complete"
+    assert fel.polls == 3, "two inprogress (202) answers, then complete"
+    token = ack.upstream["token"]
+    assert "+" in token or "/" in token or "=" in token  # base64: the poll must percent-encode it
+
+
+async def test_a_stale_token_after_a_restart_is_aborted(fel, bridge_factory, channel_factory):
+    fel.inprogress_polls = 1000
+    b = await bridge_factory({"r": route(fel, wait_for_completion=True, completion_timeout="5s")})
+
+    async def restart_soon():
+        import asyncio
+
+        while fel.polls < 2:
+            await asyncio.sleep(0.01)
+        fel.restart()
+
+    import asyncio
+
+    task = asyncio.create_task(restart_soon())
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await channel_factory(b).IngestBatch(kv_request(("a", 1)))
+    await task
+    assert ei.value.code() == grpc.StatusCode.ABORTED
+    assert error_info(status_of(ei.value)).reason == "COMPLETION_TOKEN_STALE"
+    assert len(fel.requests) == 1, "the rows were accepted once; they are not resent"
+
+
+async def test_completion_waits_no_longer_than_its_timeout(fel, bridge_factory, channel_factory):
+    fel.inprogress_polls = 10_000
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await batch(bridge_factory, channel_factory, route(fel, wait_for_completion=True, completion_timeout="300ms"),
+                    kv_request(("a", 1)))
+    assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    (ack,) = details(status_of(ei.value))["BatchAck"]
+    assert ack.upstream["token"], "the caller can still check the token itself"
+
+
+@pytest.mark.parametrize(("pipeline", "code", "reason", "retried"), [
+    ("nope", "NOT_FOUND", {"PIPELINE_NOT_FOUND"}, False),
+    ("stopped", "UNAVAILABLE", {"PIPELINE_UNAVAILABLE"}, True),
+    # A held request may also outlast the last attempt's share of the budget: still UNAVAILABLE.
+    ("paused", "UNAVAILABLE", {"PIPELINE_UNAVAILABLE", "UPSTREAM_TIMEOUT"}, True),
+])
+async def test_pipeline_states(fel, bridge_factory, channel_factory, pipeline, code, reason, retried):
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await batch(bridge_factory, channel_factory, route(fel, pipeline=pipeline), kv_request(("a", 1)))
+    assert ei.value.code() == getattr(grpc.StatusCode, code)
+    assert error_info(status_of(ei.value)).reason in reason
+    assert (len(fel.requests) > 1) == retried
+
+
+async def test_a_paused_pipeline_takes_rows_with_force(fel, bridge_factory, channel_factory):
+    ack = await batch(bridge_factory, channel_factory, route(fel, pipeline="paused", force=True), kv_request(("a", 1)))
+    assert ack.accepted == 1
+
+
+@pytest.mark.parametrize(("status", "error_code", "code", "retried"), [
+    (429, "ApiConnectionLimit", "RESOURCE_EXHAUSTED", True),
+    (410, "Terminating", "UNAVAILABLE", True),
+    (503, "Initializing", "UNAVAILABLE", True),
+    (403, "InsufficientPermissions", "PERMISSION_DENIED", False),
+    (400, "ConfigError.ParserConfigParseError", "INVALID_ARGUMENT", False),
+])
+async def test_error_codes(fel, bridge_factory, channel_factory, status, error_code, code, retried):
+    fel.fail_next(status, {"message": f"{error_code} happened", "error_code": error_code, "details": {}}, times=1000)
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await batch(bridge_factory, channel_factory, route(fel), kv_request(("a", 1)))
+    assert ei.value.code() == getattr(grpc.StatusCode, code)
+    assert f"{error_code} happened" in ei.value.details()
+    assert error_info(status_of(ei.value)).metadata["upstream_code"] == error_code
+    assert (len(fel.requests) > 1) == retried
+
+
+async def test_a_wrong_api_key_is_unauthenticated(fel, bridge_factory, channel_factory):
+    r = route(fel)
+    r["auth"] = {"api_key": "apikey:wrong"}
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await batch(bridge_factory, channel_factory, r, kv_request(("a", 1)))
+    assert ei.value.code() == grpc.StatusCode.UNAUTHENTICATED and len(fel.requests) == 1
+
+
+async def test_the_requests_fit_the_feldera_openapi(fel, bridge_factory, channel_factory):
+    if not SPEC.exists():
+        pytest.skip(f"{SPEC} is not here (CI has shared/ beside the repository)")
+    spec = json.loads(SPEC.read_text())
+    op = spec["paths"]["/v0/pipelines/{pipeline_name}/ingress/{table_name}"]["post"]
+    params = {p["name"]: p for p in op["parameters"] if p["in"] == "query"}
+    formats = set(spec["components"]["schemas"]["JsonUpdateFormat"]["enum"])
+    b = await bridge_factory({f"r{i}": route(fel, update_format=f, array=bool(i % 2))
+                              for i, f in enumerate(("insert_delete", "raw", "debezium"))})
+    stub = channel_factory(b)
+    for i in range(3):
+        req = kv_request(("a", i))
+        req.route = f"r{i}"
+        await stub.IngestBatch(req)
+    for cap in fel.requests:
+        sent = dict(cap.query)
+        assert {n for n, p in params.items() if p.get("required")} <= set(sent)
+        assert set(sent) <= set(params)
+        for name, value in sent.items():
+            if params[name]["schema"].get("type") == "boolean":
+                assert value in ("true", "false")
+        assert sent["update_format"] in formats and sent["format"] in ("csv", "json")
+    status = spec["paths"]["/v0/pipelines/{pipeline_name}/completion_status"]["get"]
+    assert "token" in {p["name"] for p in status["parameters"]}
