@@ -98,6 +98,18 @@ def test_demo_runs_end_to_end_with_no_config():
     assert time.monotonic() - t0 < 120
 
 
+@pytest.mark.parametrize("dialect", ["timeplus", "obsrv", "feldera", "axiom"])
+def test_demo_runs_against_each_seed_dialect(dialect):
+    p = run("demo", "--dialect", dialect, "--rows", "4000", timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"local {dialect} target" in p.stdout and "all 4000 rows arrived intact" in p.stdout
+
+
+def test_demo_names_the_dialects_it_knows():
+    p = run("demo", "--dialect", "nosuch")
+    assert p.returncode == 2 and "known: " in p.stdout and "timeplus" in p.stdout
+
+
 def test_python_dash_m_and_the_console_script_agree():
     p = run("--version")
     assert p.returncode == 0 and p.stdout.startswith("ingest-bridge ")

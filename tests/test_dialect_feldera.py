@@ -214,21 +214,64 @@ async def test_a_paused_pipeline_takes_rows_with_force(fel, bridge_factory, chan
     assert ack.accepted == 1
 
 
-@pytest.mark.parametrize(("status", "error_code", "code", "retried"), [
-    (429, "ApiConnectionLimit", "RESOURCE_EXHAUSTED", True),
-    (410, "Terminating", "UNAVAILABLE", True),
-    (503, "Initializing", "UNAVAILABLE", True),
-    (403, "InsufficientPermissions", "PERMISSION_DENIED", False),
-    (400, "ConfigError.ParserConfigParseError", "INVALID_ARGUMENT", False),
-])
-async def test_error_codes(fel, bridge_factory, channel_factory, status, error_code, code, retried):
-    fel.fail_next(status, {"message": f"{error_code} happened", "error_code": error_code, "details": {}}, times=1000)
+# (HTTP status, error_code, gRPC code, reason, retried by the bridge)
+ERRORS = [
+    (404, "UnknownPipelineName", "NOT_FOUND", "PIPELINE_NOT_FOUND", False),
+    (404, "ConfigError.UnknownInputStream", "NOT_FOUND", "TABLE_NOT_FOUND", False),
+    (429, "ApiConnectionLimit", "RESOURCE_EXHAUSTED", "API_CONNECTION_LIMIT", True),
+    (410, "Terminating", "UNAVAILABLE", "PIPELINE_TERMINATING", True),
+    (503, "PipelineInteractionNotDeployed", "UNAVAILABLE", "PIPELINE_UNAVAILABLE", True),
+    (503, "PipelineInteractionUnreachable", "UNAVAILABLE", "PIPELINE_UNAVAILABLE", True),
+    (503, "Initializing", "UNAVAILABLE", "PIPELINE_UNAVAILABLE", True),
+    (503, "AwaitingApproval", "UNAVAILABLE", "PIPELINE_UNAVAILABLE", True),
+    (503, "BootstrapInProgress", "UNAVAILABLE", "PIPELINE_UNAVAILABLE", True),
+    (503, "RestoreInProgress", "UNAVAILABLE", "PIPELINE_UNAVAILABLE", True),
+    (503, "Suspended", "UNAVAILABLE", "PIPELINE_UNAVAILABLE", True),
+    (403, "InsufficientPermissions", "PERMISSION_DENIED", "UPSTREAM_PERMISSION_DENIED", False),
+    (400, "ConfigError.ParserConfigParseError", "INVALID_ARGUMENT", "CONFIG_ERROR", False),
+    (400, "ConfigError.UnknownInputFormat", "INVALID_ARGUMENT", "CONFIG_ERROR", False),
+    (400, "ConfigError.InputFormatNotSupported", "INVALID_ARGUMENT", "CONFIG_ERROR", False),
+    (500, "SomethingUnexpected", "INTERNAL", "UPSTREAM_INTERNAL_ERROR", True),
+]
+
+
+@pytest.mark.parametrize(("http", "error_code", "code", "reason", "retried"), ERRORS)
+async def test_error_codes(fel, bridge_factory, channel_factory, http, error_code, code, reason, retried):
+    fel.fail_next(http, {"message": f"{error_code} happened", "error_code": error_code, "details": {}}, times=1000)
     with pytest.raises(grpc.aio.AioRpcError) as ei:
-        await batch(bridge_factory, channel_factory, route(fel), kv_request(("a", 1)))
+        await batch(bridge_factory, channel_factory, route(fel, "t/1", pipeline="p q"), kv_request(("a", 1)))
     assert ei.value.code() == getattr(grpc.StatusCode, code)
     assert f"{error_code} happened" in ei.value.details()
-    assert error_info(status_of(ei.value)).metadata["upstream_code"] == error_code
+    st = status_of(ei.value)
+    info = error_info(st)
+    assert (info.reason, info.metadata["upstream_code"], info.metadata["http_status"]) == (reason, error_code,
+                                                                                           str(http))
+    assert ("RetryInfo" in details(st)) == retried
     assert (len(fel.requests) > 1) == retried
+    if code == "NOT_FOUND":
+        (res,) = details(st)["ResourceInfo"]
+        assert res.resource_name == ("p q" if error_code == "UnknownPipelineName" else "t/1")
+    assert fel.requests[0].raw_path.startswith("/v0/pipelines/p%20q/ingress/t%2F1?")
+
+
+async def test_not_found_names_the_pipeline_or_the_table(fel, bridge_factory, channel_factory):
+    for pipeline, table, resource, reason in (("nope", "kv", "nope", "PIPELINE_NOT_FOUND"),
+                                              ("shop", "zz", "zz", "TABLE_NOT_FOUND")):
+        with pytest.raises(grpc.aio.AioRpcError) as ei:
+            await batch(bridge_factory, channel_factory, route(fel, table, pipeline=pipeline), kv_request(("a", 1)))
+        st = status_of(ei.value)
+        assert ei.value.code() == grpc.StatusCode.NOT_FOUND and error_info(st).reason == reason
+        assert details(st)["ResourceInfo"][0].resource_name == resource
+
+
+async def test_retry_after_on_429_reaches_the_caller(fel, bridge_factory, channel_factory):
+    fel.fail_next(429, {"message": "too many", "error_code": "ApiConnectionLimit", "details": {}},
+                  headers={"Retry-After": "7"}, times=1000)
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await batch(bridge_factory, channel_factory, route(fel), kv_request(("a", 1)))
+    assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    (info,) = details(status_of(ei.value))["RetryInfo"]
+    assert info.retry_delay.seconds >= 7
 
 
 async def test_a_wrong_api_key_is_unauthenticated(fel, bridge_factory, channel_factory):
@@ -237,6 +280,53 @@ async def test_a_wrong_api_key_is_unauthenticated(fel, bridge_factory, channel_f
     with pytest.raises(grpc.aio.AioRpcError) as ei:
         await batch(bridge_factory, channel_factory, r, kv_request(("a", 1)))
     assert ei.value.code() == grpc.StatusCode.UNAUTHENTICATED and len(fel.requests) == 1
+    info = error_info(status_of(ei.value))
+    assert info.metadata["upstream_code"] == "AuthenticationFailed" and info.metadata["http_status"] == "401"
+    assert "apikey:wrong" not in ei.value.details() and "apikey:wrong" not in str(info.metadata)
+    assert "RetryInfo" not in details(status_of(ei.value))
+
+
+async def test_no_auth_sends_no_authorization_header(bridge_factory, channel_factory):
+    e = FelderaEmulator({"shop": Pipeline({"kv": ["k", "v"]})})
+    await e.start()
+    try:
+        r = route(e)
+        del r["auth"]
+        ack = await batch(bridge_factory, channel_factory, r, kv_request(("a", 1)))
+        assert ack.accepted == 1 and "Authorization" not in e.requests[0].headers
+    finally:
+        await e.stop()
+
+
+def test_delivery_defaults_keep_requests_under_the_proxy_timeout():
+    from bridge.config import parse_config
+
+    def delivery(extra: dict):
+        doc = {"routes": {"r": {"dialect": "feldera", "url": "http://127.0.0.1:1", "target": "t",
+                                "options": {"pipeline": "p"}, **extra}}}
+        return parse_config(json.dumps(doc), env={}).routes["r"].delivery
+
+    d = delivery({})
+    assert (d.timeout, d.concurrency) == (20.0, 2)
+    assert delivery({"delivery": {"concurrency": 5}}).concurrency == 5
+
+
+async def test_requests_in_flight_per_table_are_bounded(fel, bridge_factory, channel_factory):
+    fel.delay = 0.1
+    r = route(fel)
+    r["batch"] = {"linger": "0s", "max_rows": 1}
+    del r["delivery"]
+    b = await bridge_factory({"r": r})
+
+    async def gen():
+        for i in range(8):
+            req = kv_request((f"k{i}", i))
+            req.sequence = i
+            yield req
+
+    acks = [a async for a in channel_factory(b).IngestStream(gen())]
+    assert [a.accepted for a in acks] == [1] * 8
+    assert fel.max_in_flight <= 2
 
 
 async def test_the_requests_fit_the_feldera_openapi(fel, bridge_factory, channel_factory):

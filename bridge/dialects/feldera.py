@@ -20,9 +20,19 @@ from urllib.parse import quote
 import orjson
 
 from bridge import formats, status
-from bridge.dialects.base import COMMON_OPTIONS, Dialect, HttpRequest, HttpResponse, Option, join_url, segment
+from bridge.dialects.base import (
+    COMMON_OPTIONS,
+    Dialect,
+    HttpRequest,
+    HttpResponse,
+    Option,
+    error_message,
+    join_url,
+    segment,
+)
 from bridge.outcome import Outcome
 from bridge.rows import Op, RowError, Rows
+from bridge.send.transport import TransportError
 
 if TYPE_CHECKING:
     from bridge.send.transport import Transport
@@ -45,7 +55,39 @@ OPS = {
     "raw": frozenset({Op.INSERT}),
     "debezium": frozenset({Op.INSERT, Op.DELETE}),
 }
-_KEYS = {Op.INSERT: b'{"insert":', Op.DELETE: b'{"delete":', Op.UPSERT: b'{"update":'}
+# (update_format, op) -> the bytes around a row's JSON object: rows passed through as JSON are never re-encoded.
+_WRAP: dict[tuple[str, int], tuple[bytes, bytes]] = {
+    ("raw", Op.INSERT): (b"", b""),
+    ("insert_delete", Op.INSERT): (b'{"insert":', b"}"),
+    ("insert_delete", Op.DELETE): (b'{"delete":', b"}"),
+    ("insert_delete", Op.UPSERT): (b'{"update":', b"}"),
+    ("debezium", Op.INSERT): (b'{"payload":{"op":"c","after":', b"}}"),
+    ("debezium", Op.DELETE): (b'{"payload":{"op":"d","before":', b"}}"),
+}
+
+
+def _wrap_dict(fmt: str, op: int, row: dict) -> Any:
+    """The same record as ``_WRAP`` builds, as a value (typed rows: one orjson call per batch)."""
+    if fmt == "raw":
+        return row
+    if fmt == "insert_delete":
+        return {("insert", "delete", "update")[op]: row}
+    return {"payload": {"op": "d", "before": row}} if op == Op.DELETE else {"payload": {"op": "c", "after": row}}
+
+
+def _inner(record: Any) -> Any:
+    """The row inside an insert_delete or debezium record."""
+    if not isinstance(record, dict):
+        return record
+    payload = record.get("payload")
+    if isinstance(payload, dict):
+        return payload.get("after") if payload.get("after") is not None else payload.get("before")
+    return next(iter(record.values()), None)
+
+
+def _key(value: Any) -> bytes:
+    """A canonical form of a JSON value: the same record however its keys and numbers were written."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _bool(value: bool) -> str:
@@ -97,50 +139,80 @@ class FelderaDialect(Dialect):
         return OPS["raw"] if self.opts["format"] == "csv" else OPS[self.opts["update_format"]]
 
     def _records(self, rows: Rows) -> list[bytes]:
-        objects = formats.object_bytes(rows)
-        fmt = self.opts["update_format"]
-        if fmt == "raw":
-            return objects
-        ops = rows.ops or [0] * len(objects)
-        if fmt == "insert_delete":
-            return [_KEYS[Op(op)] + obj + b"}" for obj, op in zip(objects, ops, strict=True)]
-        return [(b'{"payload":{"op":"d","before":' if op == Op.DELETE else b'{"payload":{"op":"c","after":')
-                + obj + b"}}" for obj, op in zip(objects, ops, strict=True)]
+        """Each row as its JSON record (the error path and NDJSON)."""
+        fmt, ops = self.opts["update_format"], rows.ops
+        if rows.columns is not None:
+            make = formats.row_to_dict(rows.columns)
+            dumps = orjson.dumps
+            if ops is None:
+                return [dumps(_wrap_dict(fmt, 0, make(v))) for v in rows.data]
+            return [dumps(_wrap_dict(fmt, op, make(v))) for v, op in zip(rows.data, ops, strict=True)]
+        if ops is None:
+            pre, post = _WRAP[fmt, Op.INSERT]
+            return [pre + obj + post for obj in rows.data] if pre else list(rows.data)
+        return [_WRAP[fmt, op][0] + obj + _WRAP[fmt, op][1] for obj, op in zip(rows.data, ops, strict=True)]
+
+    def _json_array(self, rows: Rows) -> bytes:
+        """One JSON array per request: one orjson call, or one bytes join for rows passed through as JSON."""
+        fmt, ops = self.opts["update_format"], rows.ops
+        if rows.columns is not None:
+            make = formats.row_to_dict(rows.columns)
+            if ops is None:
+                return orjson.dumps([_wrap_dict(fmt, 0, make(v)) for v in rows.data])
+            return orjson.dumps([_wrap_dict(fmt, op, make(v)) for v, op in zip(rows.data, ops, strict=True)])
+        if ops is None:
+            pre, post = _WRAP[fmt, Op.INSERT]
+            return b"[" + pre + (post + b"," + pre).join(rows.data) + post + b"]"
+        return b"[" + b",".join(self._records(rows)) + b"]"
+
+    def _csv(self, rows: Rows) -> bytes:
+        # Over HTTP Feldera reads CSV without a header, in the table's column order.
+        return formats.csv_body(rows, header=False, columns=[c.name for c in self.route.columns or ()])
 
     def build(self, rows: Rows) -> HttpRequest:
         if self.opts["format"] == "csv":
-            body = formats.csv_body(rows, header=False, columns=[c.name for c in self.route.columns or ()])
+            body = self._csv(rows)
+        elif self.opts["array"]:
+            body = self._json_array(rows)
         else:
-            records = self._records(rows)
-            body = b"[" + b",".join(records) + b"]" if self.opts["array"] else b"\n".join(records) + b"\n"
+            body = b"\n".join(self._records(rows)) + b"\n"
         return HttpRequest("POST", self.url, dict(self.headers), body)
 
+    def _candidates(self, rows: Rows) -> tuple[list[bytes], dict[bytes, list[int]]]:
+        """Each row's record as sent, and the canonical keys (record, and the row inside it) to positions."""
+        if self.opts["format"] == "csv":
+            sent = [line.encode() for line in self._csv(rows).decode().split("\n")[: len(rows)]]
+            index: dict[bytes, list[int]] = {}
+            for pos, line in enumerate(sent):
+                index.setdefault(line.strip(), []).append(pos)
+            return sent, index
+        sent = self._records(rows)
+        index = {}
+        for pos, record in enumerate(orjson.loads(b"[" + b",".join(sent) + b"]")):
+            inner = record if self.opts["update_format"] == "raw" else _inner(record)
+            for key in {_key(record), _key(inner)}:
+                index.setdefault(key, []).append(pos)
+        return sent, index
+
     def _match(self, errors: list[dict], rows: Rows) -> list[RowError]:
-        """Parse errors to rows by their invalid text: a whole record, or the row inside it."""
+        """Parse errors to rows by their ``invalid_text`` (never by ``event_number``: it counts across requests)."""
+        sent, index = self._candidates(rows)
         csv = self.opts["format"] == "csv"
-        if csv:
-            columns = [c.name for c in self.route.columns or ()]
-            candidates = [(line.strip(),) for line in formats.csv_body(rows, False, columns=columns).decode()
-                          .splitlines()]
-        else:
-            records = [orjson.loads(r) for r in self._records(rows)]
-            objects = [orjson.loads(o) for o in formats.object_bytes(rows)]
-            candidates = list(zip(records, objects, strict=True))
-        found: list[RowError] = []
-        used: set[int] = set()
+        found: dict[int, RowError] = {}
         for err in errors:
             text = str(err.get("invalid_text") or "").strip()
-            try:
-                value: Any = text if csv else orjson.loads(text)
-            except orjson.JSONDecodeError:
+            if not text:
                 continue
-            for pos, options in enumerate(candidates):
-                if pos not in used and value in options:
-                    used.add(pos)
-                    reason = err.get("description") or err.get("suggestion") or "parse error"
-                    found.append(RowError(pos, str(err.get("field") or ""), f"Feldera: {reason}"))
-                    break
-        return found
+            try:
+                positions = index.get(text.encode() if csv else _key(orjson.loads(text)), [])
+            except orjson.JSONDecodeError:
+                # Feldera cuts long records at 4096 bytes: match the cut text as a prefix of what was sent.
+                positions = [p for p, rec in enumerate(sent) if len(text) >= 64 and rec.decode().startswith(text)]
+            pos = next((p for p in positions if p not in found), None)
+            if pos is not None:
+                reason = err.get("description") or err.get("suggestion") or "parse error"
+                found[pos] = RowError(pos, str(err.get("field") or ""), f"Feldera: {reason}")
+        return sorted(found.values(), key=lambda e: e.index)
 
     def classify(self, response: HttpResponse, rows: Rows) -> Outcome:
         body = response.json()
@@ -151,7 +223,7 @@ class FelderaDialect(Dialect):
             return out
         body = body if isinstance(body, dict) else {}
         code = str(body.get("error_code") or "")
-        message = str(body.get("message") or response.body[:300].decode("utf-8", "replace"))
+        message = error_message(body, response.body, "message")
         outcome = status.from_http(response.status, message, code)
         if code in ERROR_CODES:
             outcome.code, outcome.reason, outcome.retryable = ERROR_CODES[code]
@@ -167,40 +239,58 @@ class FelderaDialect(Dialect):
                 return Outcome(code="OK", http_status=response.status, upstream_code=code, row_errors=named,
                                accepted=max(0, len(rows) - max(total, len(named))))
             outcome.row_errors = named
+            # An array is atomic: Feldera dropped all of it, so every row of the batch fails with this status.
+            outcome.message += (f" (Feldera dropped the whole array of {len(rows)} rows: none was ingested; "
+                                f"{len(named)} named as invalid)")
         if outcome.code == "NOT_FOUND":
             outcome.resource = self.pipeline if code == "UnknownPipelineName" else self.route.target
         return outcome
 
     async def confirm(self, transport: Transport, outcome: Outcome, deadline: float) -> Outcome:
+        """With ``wait_for_completion``: poll the token until Feldera says the rows went through the circuit."""
         token = outcome.upstream.get("token")
         if not self.opts["wait_for_completion"] or not token:
             return outcome
         url = (join_url(self.base, f"/v0/pipelines/{segment(self.pipeline)}/completion_status")
-               + "?token=" + quote(token, safe=""))
+               + "?token=" + quote(token, safe=""))  # base64 holds + / =
         end = min(deadline, time.monotonic() + self.opts["completion_timeout"])
         delay = 0.05
-        while True:
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                return Outcome(code="DEADLINE_EXCEEDED", reason="COMPLETION_TIMEOUT", upstream=outcome.upstream,
-                               message="Feldera accepted the rows but did not finish processing them in time; "
-                                       "they are not lost: the completion token is in the ack")
+        while (remaining := end - time.monotonic()) > 0:
             try:
                 answer = await transport.get(url, self.auth, min(remaining, 10.0))
-            except Exception:  # a transient failure while polling: poll again
+            except TransportError:  # the rows are in; a lost poll is simply polled again
                 answer = None
             if answer is not None:
-                state = (answer.json() or {}).get("status") if answer.status in (200, 202) else None
-                if state == "complete":
-                    outcome.upstream["completion"] = "complete"
-                    return outcome
-                if answer.status == 410:
-                    return Outcome(code="ABORTED", reason="COMPLETION_TOKEN_STALE", http_status=410,
-                                   upstream=outcome.upstream,
-                                   message="the pipeline restarted after accepting the rows; whether they were "
-                                           "processed is unknown (checkpoint-dependent)")
-                if answer.status in (400, 404):
-                    return Outcome(code="FAILED_PRECONDITION", reason="COMPLETION_UNKNOWN", upstream=outcome.upstream,
-                                   http_status=answer.status, message="cannot read the completion status")
+                done = self._completion(answer, outcome)
+                if done is not None:
+                    return done
             await asyncio.sleep(min(delay, max(0.0, end - time.monotonic())))
             delay = min(delay * 1.5, 1.0)
+        return Outcome(code="DEADLINE_EXCEEDED", reason="COMPLETION_TIMEOUT", upstream=outcome.upstream,
+                       message="Feldera accepted the rows but did not finish processing them within "
+                               f"{self.opts['completion_timeout']:g}s (or the batch deadline); the completion "
+                               "token is in the ack's upstream map")
+
+    def _completion(self, answer: HttpResponse, outcome: Outcome) -> Outcome | None:
+        """One completion_status answer: the final outcome, or None to poll again."""
+        body = answer.json()
+        body = body if isinstance(body, dict) else {}
+        if answer.status in (200, 202):  # the spec says 202 for inprogress, the server 200: read the field
+            if body.get("status") == "complete":
+                outcome.upstream["completion"] = "complete"
+                return outcome
+            return None
+        code = str(body.get("error_code") or "")
+        said = error_message(body, answer.body, "message")
+        if answer.status == 410:
+            # The data was accepted, then the pipeline restarted: whether it was processed depends on the
+            # checkpoint. Not retried here (a resend may duplicate); ABORTED tells the caller to decide.
+            return Outcome(code="ABORTED", reason="COMPLETION_TOKEN_STALE", http_status=410, upstream_code=code,
+                           upstream=outcome.upstream,
+                           message=f"Feldera accepted the rows, then the pipeline restarted before they were "
+                                   f"confirmed processed; resending may duplicate them: {said}")
+        if answer.status in (400, 404):
+            return Outcome(code="FAILED_PRECONDITION", reason="COMPLETION_UNKNOWN", http_status=answer.status,
+                           upstream_code=code, upstream=outcome.upstream,
+                           message=f"Feldera accepted the rows but cannot tell whether they were processed: {said}")
+        return None  # 401/403/5xx while polling: transient or a read-role problem; poll until the deadline

@@ -73,7 +73,7 @@ class Emulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         # The emulators read raw request bodies themselves, so aiohttp must not inflate them.
-        self._runner = web.AppRunner(self.app(), access_log=None, auto_decompress=False)
+        self._runner = web.AppRunner(self.app(), access_log=None, auto_decompress=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

@@ -46,6 +46,13 @@ def _error(status: int, code: str, message: str, details: dict | None = None) ->
     return web.json_response(body, status=status)
 
 
+def _not_deployed(name: str) -> web.Response:
+    return _error(503, "PipelineInteractionNotDeployed",
+                  f"Unable to interact with pipeline because the deployment status (stopped) indicates it is not "
+                  f"(yet) fully provisioned pipeline-id=N/A pipeline-name=\"{name}\"",
+                  {"pipeline_name": name, "status": "Stopped", "desired_status": "Provisioned"})
+
+
 class FelderaEmulator(Emulator):
     name = "feldera"
 
@@ -60,10 +67,14 @@ class FelderaEmulator(Emulator):
         self.endpoints: dict[tuple[str, str], _Endpoint] = {}
         self.generation = 0
         self.polls = 0
-        self._script: list[tuple[int, dict]] = []
+        self.delay = 0.0  # seconds every ingress request takes (to observe requests in flight)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._script: list[tuple[int, object, dict]] = []
 
-    def fail_next(self, status: int, body: dict, times: int = 1) -> None:
-        self._script += [(status, body)] * times
+    def fail_next(self, status: int, body: object, headers: dict | None = None, times: int = 1) -> None:
+        """Answer the next ``times`` ingress requests (after the auth check) with this status and JSON body."""
+        self._script += [(status, body, headers or {})] * times
 
     def restart(self) -> None:
         """The pipeline restarted: older completion tokens are stale."""
@@ -81,8 +92,11 @@ class FelderaEmulator(Emulator):
         return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
 
     async def config(self, request: web.Request) -> web.Response:
-        return web.json_response({"version": "0.337.0", "edition": "Open source", "telemetry": "",
-                                  "update_info": None, "changelog_url": ""})
+        # The SDK's FelderaClient reads this first (version, edition) and fails if it cannot.
+        return web.json_response({"posthog": "", "conceptualhq": "", "product_fruits": "", "edition": "Open source",
+                                  "version": "0.369.0", "revision": "emulator", "runtime_revision": "emulator",
+                                  "changelog_url": "", "build_info": {}, "build_source": "source",
+                                  "update_info": None, "license_validity": None, "unstable_features": None})
 
     def _table(self, pipeline: Pipeline, name: str) -> tuple[str, list[str]] | None:
         if name.startswith('"') and name.endswith('"'):
@@ -136,23 +150,37 @@ class FelderaEmulator(Emulator):
                 cap.rows.append(row)
 
     async def ingress(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return await self._ingress(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _ingress(self, request: web.Request) -> web.Response:
         cap = await self.capture(request)
         if not self._authorized(request):
             return _error(401, "AuthenticationFailed", "Unauthorized API key")
         if self._script:
-            status, body = self._script.pop(0)
-            return web.json_response(body, status=status)
+            status, body, headers = self._script.pop(0)
+            return web.json_response(body, status=status, headers=headers)
         name = request.match_info["pipeline"]
         pipeline = self.pipelines.get(name)
         if pipeline is None:
             return _error(404, "UnknownPipelineName", f"Unknown pipeline name '{name}'", {"pipeline_name": name})
         if pipeline.state == "stopped":
-            return _error(503, "PipelineInteractionNotDeployed", f"Pipeline {name} is not deployed",
-                          {"status": "Stopped", "desired_status": "Stopped"})
+            return _not_deployed(name)
         q = request.query
         if pipeline.state == "paused" and q.get("force") != "true":
-            await asyncio.sleep(self.paused_hold)  # held until the proxy gives up
-            return _error(503, "PipelineInteractionUnreachable", "timed out waiting for the pipeline", {})
+            await asyncio.sleep(self.paused_hold)  # held until the manager's 30 s proxy timeout gives up
+            error = "timeout (30s) was reached: this means the pipeline took too long to respond"
+            return _error(503, "PipelineInteractionUnreachable",
+                          f"Error sending HTTP request to pipeline: {error} Failed request: /ingress/"
+                          f"{request.match_info['table']} pipeline-id=N/A pipeline-name=\"{name}\"",
+                          {"pipeline_name": name, "request": f"/ingress/{request.match_info['table']}",
+                           "error": error})
         found = self._table(pipeline, request.match_info["table"])
         if found is None:
             t = request.match_info["table"]
@@ -217,13 +245,19 @@ class FelderaEmulator(Emulator):
         self.polls += 1
         if not self._authorized(request):
             return _error(401, "AuthenticationFailed", "Unauthorized API key")
+        name = request.match_info["pipeline"]
+        if name not in self.pipelines:
+            return _error(404, "UnknownPipelineName", f"Unknown pipeline name '{name}'", {"pipeline_name": name})
+        if self.pipelines[name].state == "stopped":
+            return _not_deployed(name)
         token = request.query.get("token", "")
         try:
             info = orjson.loads(base64.b64decode(token, validate=True))
         except (ValueError, orjson.JSONDecodeError):
             return _error(400, "InvalidParam", "invalid completion token", {})
         if info.get("g") != self.generation:
-            return _error(410, "PipelineRestarted", "the pipeline restarted since the token was issued", {})
+            return _error(410, "PipelineRestarted", "Completion token was created by a previous incarnation of the "
+                                                    "pipeline and is not valid for the current incarnation", {})
         for endpoint in self.endpoints.values():
             if token in endpoint.tokens:
                 endpoint.tokens[token] += 1

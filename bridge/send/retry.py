@@ -84,5 +84,9 @@ async def with_retries(
         if clock() + wait >= end:
             if outcome.retry_after is None or outcome.retry_after < wait:
                 outcome.retry_after = wait
+            if deadline is not None and end == deadline:
+                # The caller's own deadline ends the retries: that is what it hears, with the last answer.
+                outcome.code, outcome.reason = "DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"
+                outcome.message = f"the call's deadline passed while retrying; last: {outcome.message}"
             return outcome
         await asyncio.sleep(wait)
