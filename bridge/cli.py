@@ -20,13 +20,21 @@ def _config_error(e: ConfigError) -> int:
     return 2
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from bridge.config import describe, load_config
+def _load(path: str):
+    """The config, checked as far as serving would check it (dialects, descriptor sets): ConfigError if not."""
+    from bridge.config import load_config
     from bridge.server import build_routes
 
+    config = load_config(path)
+    build_routes(config, transport=None)  # type: ignore[arg-type]
+    return config
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bridge.config import describe
+
     try:
-        config = load_config(args.config)
-        build_routes(config, transport=None)  # type: ignore[arg-type]
+        config = _load(args.config)
     except ConfigError as e:
         return _config_error(e)
     print(describe(config))
@@ -52,13 +60,9 @@ async def _serve(config, listen: str | None, reuse_port: bool = False) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from bridge import logs
-    from bridge.config import load_config
 
     try:
-        config = load_config(args.config)
-        from bridge.server import build_routes
-
-        build_routes(config, transport=None)  # type: ignore[arg-type]
+        config = _load(args.config)
     except ConfigError as e:
         return _config_error(e)
     args.redact.secrets = logs.RedactSecrets(logs.secrets_of(config)).secrets

@@ -326,7 +326,8 @@ async def test_requests_in_flight_per_table_are_bounded(fel, bridge_factory, cha
 
     acks = [a async for a in channel_factory(b).IngestStream(gen())]
     assert [a.accepted for a in acks] == [1] * 8
-    assert fel.max_in_flight <= 2
+    assert len(fel.requests) == 8
+    assert fel.max_in_flight == 2, "delivery_defaults: two requests in flight per table, never more"
 
 
 async def test_the_requests_fit_the_feldera_openapi(fel, bridge_factory, channel_factory):
