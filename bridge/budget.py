@@ -19,6 +19,11 @@ class ByteBudget:
         self.parent = parent
         self._waiters: list[asyncio.Future[None]] = []
 
+    @property
+    def blocked(self) -> bool:
+        """Someone waits for room, or there is none."""
+        return bool(self._waiters) or self.used >= self.cap
+
     def _fits(self, n: int) -> bool:
         return self.used == 0 or self.used + n <= self.cap
 

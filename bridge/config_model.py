@@ -35,7 +35,7 @@ class BatchConfig:
     max_rows: int = 5000
     max_bytes: int = 4 * MiB  # of the encoded body
     linger: float = 0.2  # seconds a partial batch waits for more rows
-    max_buffered_bytes: int = 64 * MiB  # rows accepted but not yet delivered
+    max_buffered_bytes: int = 64 * MiB  # estimated memory of rows accepted but not yet delivered
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class RouteConfig:
 @dataclass(frozen=True)
 class LimitsConfig:
     max_message_bytes: int = 16 * MiB  # one gRPC message
-    max_buffered_bytes: int = 256 * MiB  # over all routes
+    max_buffered_bytes: int = 128 * MiB  # over all routes (estimated memory of accepted rows)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ async def run(dialect: str = "http", rows: int = 100_000, batch_rows: int = 1000
             yaml.safe_dump({"listen": "127.0.0.1:0", "http": None, "routes": {"demo": route}}, sort_keys=False), env={},
             source="<demo>",
         )
-        bridge = Bridge(config, http=False)
+        bridge = Bridge(config, http="127.0.0.1:0")
         await bridge.start()
         print(f"ingest-bridge demo: bridge on 127.0.0.1:{bridge.port}, local {dialect} target on "
               f"{emulator.url}", file=out)
@@ -83,6 +83,7 @@ async def run(dialect: str = "http", rows: int = 100_000, batch_rows: int = 1000
                                    failed))
                     start_id += n
                 elapsed = time.perf_counter() - start_all
+            metrics = _metrics_line(bridge)
         finally:
             await bridge.stop()
             stats = bridge.routes["demo"].stats
@@ -97,6 +98,7 @@ async def run(dialect: str = "http", rows: int = 100_000, batch_rows: int = 1000
         f"{rows / elapsed:,.0f} rows/s end to end",
         file=out,
     )
+    print(metrics, file=out)
     problems = [f"{shape}: batch {a.sequence} failed: {a.status.message}" for shape, *_, failed in report
                 for a in failed[:3]]
     problems += _check(arrived, rows)
@@ -106,6 +108,20 @@ async def run(dialect: str = "http", rows: int = 100_000, batch_rows: int = 1000
         return 1
     print(f"all {rows} rows arrived intact", file=out)
     return 0
+
+
+def _metrics_line(bridge: Bridge) -> str:
+    """The counters of every stage, as /metrics showed them at the end of the run."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(bridge.metrics.render().decode()):
+        for s in family.samples:
+            if s.name.endswith("_total"):
+                key = s.name.removeprefix("ingest_bridge_").removesuffix("_total")
+                totals[key] = totals.get(key, 0) + s.value
+    shown = ", ".join(f"{k} {int(v)}" for k, v in sorted(totals.items()))
+    return f"metrics (http://127.0.0.1:{bridge.http_port}/metrics while it ran): {shown}"
 
 
 def _check(arrived: list, rows: int) -> list[str]:

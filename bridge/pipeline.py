@@ -74,8 +74,9 @@ class Ticket:
 class Part:
     ticket: Ticket
     rows: Rows
-    nbytes: int
+    nbytes: int  # its share of the budget charge, released on delivery
     since: float
+    body_bytes: int = 0  # an estimate of its encoded size, for batch.max_bytes
 
 
 @dataclass
@@ -123,6 +124,13 @@ class RoutePipeline:
         self._workers: list[asyncio.Task] = []
         self._inflight: dict[int, list[Part]] = {}
         self._closing = False
+        # The reason of the last batch that failed for good, None after a delivered one (for /readyz).
+        self.last_failure: str | None = None
+
+    @property
+    def full(self) -> bool:
+        """The route takes no more rows until some are delivered."""
+        return self.budget.blocked or (self.budget.parent is not None and self.budget.parent.blocked)
 
     # -- receive side ------------------------------------------------------------
     def prepare(self, request: Any) -> tuple[Rows, list[RowError]]:
@@ -160,9 +168,25 @@ class RoutePipeline:
                 )
         return rows, errors
 
-    async def submit(self, ticket: Ticket, rows: Rows, nbytes: int) -> None:
-        """Hand rows to the batcher; waits while the route's (or the bridge's) buffer is full."""
+    @staticmethod
+    def charge(request: Any, wire_bytes: int) -> int:
+        """What a request costs in the byte budget: an estimate of its decoded rows and encoded body.
+
+        Measured: decoded table rows take about four times their protobuf size, JSON objects about one
+        time; the encoded body adds about one more.
+        """
+        return wire_bytes * (2 if request.WhichOneof("payload") == "json" else 5)
+
+    async def reserve(self, nbytes: int) -> None:
+        """Waits while the route's (or the bridge's) buffer is full: the caller's stream is not read meanwhile."""
         if self._closing:
+            raise _shutting_down()
+        await self.budget.acquire(nbytes)
+
+    async def submit(self, ticket: Ticket, rows: Rows, nbytes: int, wire_bytes: int = 0) -> None:
+        """Hand rows to the batcher; ``nbytes`` were reserved for them and are released as they are delivered."""
+        if self._closing:
+            self.budget.release(nbytes)
             raise _shutting_down()
         n = len(rows)
         self.stats.requests += 1
@@ -172,26 +196,23 @@ class RoutePipeline:
             m = self.metrics
             m.received_batches.labels(self.name).inc()
             m.received_rows.labels(self.name).inc(ticket.total)
-            m.received_bytes.labels(self.name).inc(nbytes)
+            m.received_bytes.labels(self.name).inc(wire_bytes)
             if ticket.errors:
                 m.rejected_rows.labels(self.name, "bridge").inc(len(ticket.errors))
         if n == 0:
+            self.budget.release(nbytes)
             ticket.finish()
             return
         b = self.cfg.batch
         per_row = max(1, nbytes // n)
-        step = max(1, min(self.max_rows, b.max_bytes // per_row))
+        body_per_row = max(1, (wire_bytes or nbytes) // n)  # JSON is about as large as the protobuf it came in
+        step = max(1, min(self.max_rows, b.max_bytes // body_per_row))
         slices = [rows] if n <= step else [rows.slice(i, min(n, i + step)) for i in range(0, n, step)]
         ticket.pending = len(slices)
         loop = asyncio.get_running_loop()
-        for part_rows in slices:
-            size = per_row * len(part_rows)
-            await self.budget.acquire(size)
-            if self._closing:
-                self.budget.release(size)
-                ticket.fail(SHUTTING_DOWN)
-                return
-            await self._enqueue(Part(ticket, part_rows, size, loop.time()))
+        parts = [Part(ticket, s, per_row * len(s), loop.time(), body_per_row * len(s)) for s in slices]
+        parts[-1].nbytes += nbytes - per_row * n  # every reserved byte belongs to a part
+        await self._enqueue(parts)
 
     def forget(self, ticket: Ticket) -> None:
         """Drop a cancelled ticket's rows that are still waiting for a batch (the caller went away)."""
@@ -204,21 +225,29 @@ class RoutePipeline:
             for p in parts:
                 if p.ticket is ticket:
                     self._pending_rows[shape] -= len(p.rows)
-                    self._pending_bytes[shape] -= p.nbytes
+                    self._pending_bytes[shape] -= p.body_bytes
                     self.budget.release(p.nbytes)
             if keep:
                 self._pending[shape] = keep
             else:
                 del self._pending[shape], self._pending_rows[shape], self._pending_bytes[shape]
 
-    async def _enqueue(self, part: Part) -> None:
-        shape = part.rows.shape
+    async def _enqueue(self, parts: list[Part]) -> None:
         cond = self._condition()
-        async with cond:
-            self._pending.setdefault(shape, deque()).append(part)
-            self._pending_rows[shape] = self._pending_rows.get(shape, 0) + len(part.rows)
-            self._pending_bytes[shape] = self._pending_bytes.get(shape, 0) + part.nbytes
-            cond.notify()
+        try:
+            await cond.acquire()
+        except asyncio.CancelledError:
+            self.budget.release(sum(p.nbytes for p in parts))  # the caller left before its rows were queued
+            raise
+        try:
+            for part in parts:
+                shape = part.rows.shape
+                self._pending.setdefault(shape, deque()).append(part)
+                self._pending_rows[shape] = self._pending_rows.get(shape, 0) + len(part.rows)
+                self._pending_bytes[shape] = self._pending_bytes.get(shape, 0) + part.body_bytes
+            cond.notify(len(parts))
+        finally:
+            cond.release()
 
     # -- batch side ----------------------------------------------------------------
     def _condition(self) -> asyncio.Condition:
@@ -253,18 +282,18 @@ class RoutePipeline:
         rows = size = 0
         while parts:
             p = parts[0]
-            if taken and (rows + len(p.rows) > self.max_rows or size + p.nbytes > b.max_bytes):
+            if taken and (rows + len(p.rows) > self.max_rows or size + p.body_bytes > b.max_bytes):
                 break
             parts.popleft()
             self._pending_rows[shape] -= len(p.rows)
-            self._pending_bytes[shape] -= p.nbytes
+            self._pending_bytes[shape] -= p.body_bytes
             if p.ticket.cancelled:
                 # Nobody waits for these rows: the caller resends what was not acknowledged.
                 self.budget.release(p.nbytes)
                 continue
             taken.append(p)
             rows += len(p.rows)
-            size += p.nbytes
+            size += p.body_bytes
         if not parts:
             del self._pending[shape], self._pending_rows[shape], self._pending_bytes[shape]
         return taken
@@ -316,8 +345,10 @@ class RoutePipeline:
             o, n = s.outcome, s.stop - s.start
             if o.ok:
                 self.stats.batches_sent += 1
+                self.last_failure = None
             else:
                 self.stats.batches_failed += 1
+                self.last_failure = o.reason or o.code
                 sequences = sorted({p.ticket.sequence for p in parts})
                 log.warning("route=%s sequences=%s rows=%d batch failed: %s %s: %s", self.name,
                             ",".join(map(str, sequences[:20])), n, o.code, o.reason, o.message)

@@ -86,6 +86,8 @@ class Bridge:
         self._runner: web.AppRunner | None = None
         self._reuse_port = reuse_port
         self.ready = False
+        self._health_task: asyncio.Task | None = None
+        self._route_state: dict[str, int] = {}
 
     async def start(self) -> None:
         limit = self.config.limits.max_message_bytes
@@ -98,6 +100,7 @@ class Bridge:
                 ("grpc.keepalive_timeout_ms", 20_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.max_connection_idle_ms", 15 * 60_000),
+                ("grpc.http2.bdp_probe", 0),
             ]
         )
         self.server.add_generic_rpc_handlers((_handlers(self.service),))
@@ -118,6 +121,7 @@ class Bridge:
         for name in ("", SERVICE_NAME, *(ROUTE_HEALTH_PREFIX + r for r in self.routes)):
             await self.health.set(name, serving)
         self.ready = True
+        self._health_task = asyncio.create_task(self._watch_health())
         log.info("listening on %s (gRPC port %d), %d route(s)", self.listen, self.port, len(self.routes))
 
     async def _start_http(self, listen: str) -> None:
@@ -132,6 +136,17 @@ class Bridge:
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
+    async def _watch_health(self, interval: float = 0.5) -> None:
+        """A route whose buffer is full is NOT_SERVING (it pushes back) until it delivers again."""
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        while True:
+            for name, route in self.routes.items():
+                state = not_serving if route.full else serving
+                if self._route_state.get(name, serving) != state:
+                    self._route_state[name] = state
+                    await self.health.set(ROUTE_HEALTH_PREFIX + name, state)
+            await asyncio.sleep(interval)
+
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -140,12 +155,23 @@ class Bridge:
                             headers={"X-Content-Type-Options": "nosniff"})
 
     async def _readyz(self, _: web.Request) -> web.Response:
-        body = {"ready": self.ready, "routes": sorted(self.routes)}
-        return web.json_response(body, status=200 if self.ready else 503)
+        full = self.budget.blocked
+        body = {
+            "ready": self.ready and not full,
+            "buffered_bytes": self.budget.used,
+            "routes": {
+                name: {"full": r.full, "buffered_bytes": r.budget.used, "last_failure": r.last_failure}
+                for name, r in sorted(self.routes.items())
+            },
+        }
+        # A failing target does not make the pod unready (that would take the app down with it); a full buffer does.
+        return web.json_response(body, status=200 if body["ready"] else 503)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking calls, deliver what is buffered (within ``grace``), close connections."""
         self.ready = False
+        if self._health_task is not None:
+            self._health_task.cancel()
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME, *(ROUTE_HEALTH_PREFIX + r for r in self.routes)):
             await self.health.set(name, not_serving)

@@ -60,20 +60,27 @@ class IngestService:
 
     async def _admit(self, request: pb.IngestRequest, size: int, route: RoutePipeline,
                      context: grpc.aio.ServicerContext, track: list[Ticket] | None = None) -> Ticket:
+        # Room first, then decode: a caller waiting for room holds its protobuf message, not its decoded rows.
+        charge = route.charge(request, size)
+        await route.reserve(charge)
         try:
             rows, errors = route.prepare(request)
         except BatchRejected:
+            route.budget.release(charge)
             raise
-        except Exception as e:
+        except BaseException as e:
+            route.budget.release(charge)
+            if not isinstance(e, Exception):
+                raise
             # A fault in the bridge is INTERNAL with a reason, never an UNKNOWN without one.
             log.exception("route=%s seq=%d cannot decode the request", route.name, request.sequence)
             raise BatchRejected("INTERNAL", "BRIDGE_ERROR",
                                 f"internal error while decoding the request: {type(e).__name__}") from None
         ticket = Ticket(route.name, request.sequence, acks.request_rows(request), errors, _deadline(context))
         if track is not None:
-            # Tracked before submit: a caller that leaves while we wait for room must not strand rows.
+            # Tracked before submit: a caller that leaves now must not strand rows.
             track.append(ticket)
-        await route.submit(ticket, rows, size)
+        await route.submit(ticket, rows, charge, size)
         return ticket
 
     def _ack(self, t: Ticket) -> pb.BatchAck:

@@ -75,7 +75,8 @@ def role_sink(port: int) -> None:
             with contextlib.suppress(ValueError, KeyError):
                 state["lat"].append(now - orjson.loads(first)["sent_ns"])
         state["rows"] += n
-        return web.json_response({"ingested": n, "failed": 0, "failures": []})
+        return web.json_response({"ingested": n, "failed": 0, "failures": [], "processedBytes": len(body),
+                                  "blocksCreated": 0, "walLength": n})
 
     async def stats(_: web.Request) -> web.Response:
         lat = state["lat"]

@@ -93,6 +93,9 @@ def test_demo_runs_end_to_end_with_no_config():
     p = run("demo", "--rows", "8000", timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "all 8000 rows arrived intact" in p.stdout
+    metrics = next(line for line in p.stdout.splitlines() if line.startswith("metrics "))
+    for stage in ("received_rows 8000", "received_batches 8", "sent_rows 8000", "sent_batches "):
+        assert stage in metrics, metrics
     for shape in ("rows", "columns", "messages", "json"):
         assert shape in p.stdout
     assert time.monotonic() - t0 < 120

@@ -12,6 +12,7 @@ import orjson
 import pytest
 import zstandard
 from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bridge import sample
 from bridge.config_model import DeliveryConfig
@@ -298,12 +299,20 @@ async def test_buffered_bytes_stay_bounded_while_the_target_stalls_and_nothing_i
     tasks = [asyncio.create_task(caller(c)) for c in range(callers)]
     await asyncio.sleep(1.0)
     route_budget = b.routes["r"].budget
-    message_bytes = len(sample.columns_request("r", 0, range(payload_rows)).SerializeToString())
+    one = sample.columns_request("r", 0, range(payload_rows))
+    message_bytes = b.routes["r"].charge(one, len(one.SerializeToString()))
     assert route_budget.used > 0 and acked == 0
     assert route_budget.peak <= cap_route + message_bytes
     assert b.budget.peak <= cap_total + message_bytes
+    health_channel = grpc.aio.insecure_channel(f"127.0.0.1:{b.port}")
+    health = health_pb2_grpc.HealthStub(health_channel)
+    check = health_pb2.HealthCheckRequest(service="ingestbridge.v1.route/r")
+    assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.NOT_SERVING, "full: pushing back"
     target.release()
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    await asyncio.sleep(0.6)
+    assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
+    await health_channel.close()
     assert acked == callers * messages * payload_rows
     assert len(target.rows) == acked and len({r["id"] for r in target.rows}) == acked
     assert route_budget.used == 0

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
+import aiohttp
 import grpc
 import orjson
 import pytest
 
 from bridge import sample
+from bridge.dialects.base import HttpResponse
+from bridge.dialects.feldera import FelderaDialect
 from bridge.emulators.feldera import FelderaEmulator, Pipeline
+from bridge.outcome import Outcome
 from bridge.proto import pb
+from bridge.rows import Op, Rows
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of
 
@@ -330,27 +336,175 @@ async def test_requests_in_flight_per_table_are_bounded(fel, bridge_factory, cha
     assert fel.max_in_flight == 2, "delivery_defaults: two requests in flight per table, never more"
 
 
-async def test_the_requests_fit_the_feldera_openapi(fel, bridge_factory, channel_factory):
+def _schema(spec: dict, node):
+    """An OpenAPI 3.0 schema as plain JSON Schema: $ref inlined, ``nullable`` as a null alternative."""
+    if isinstance(node, list):
+        return [_schema(spec, x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _schema(spec, spec["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]])
+    out = {k: _schema(spec, v) for k, v in node.items() if k not in ("nullable", "example", "format")}
+    return {"anyOf": [out, {"type": "null"}]} if node.get("nullable") else out
+
+
+def _spec() -> dict:
     if not SPEC.exists():
         pytest.skip(f"{SPEC} is not here (CI has shared/ beside the repository)")
-    spec = json.loads(SPEC.read_text())
-    op = spec["paths"]["/v0/pipelines/{pipeline_name}/ingress/{table_name}"]["post"]
+    return json.loads(SPEC.read_text())
+
+
+async def test_the_requests_fit_the_feldera_openapi(fel, bridge_factory, channel_factory):
+    jsonschema = pytest.importorskip("jsonschema")
+    spec = _spec()
+    template = "/v0/pipelines/{pipeline_name}/ingress/{table_name}"
+    op = spec["paths"][template]["post"]
     params = {p["name"]: p for p in op["parameters"] if p["in"] == "query"}
-    formats = set(spec["components"]["schemas"]["JsonUpdateFormat"]["enum"])
-    b = await bridge_factory({f"r{i}": route(fel, update_format=f, array=bool(i % 2))
-                              for i, f in enumerate(("insert_delete", "raw", "debezium"))})
+    routes = {f"r{i}": route(fel, update_format=f, array=bool(i % 2)) for i, f in
+              enumerate(("insert_delete", "raw", "debezium"))}
+    routes["csv"] = {**route(fel, format="csv"), "columns": {"k": "string", "v": "int"}}
+    b = await bridge_factory(routes)
     stub = channel_factory(b)
-    for i in range(3):
-        req = kv_request(("a", i))
-        req.route = f"r{i}"
+    for name in routes:
+        req = kv_request(("a", 1))
+        req.route = name
         await stub.IngestBatch(req)
+    assert len(fel.requests) == 4
     for cap in fel.requests:
+        assert re.fullmatch(template.replace("{pipeline_name}", "[^/]+").replace("{table_name}", "[^/]+"), cap.path)
         sent = dict(cap.query)
-        assert {n for n, p in params.items() if p.get("required")} <= set(sent)
-        assert set(sent) <= set(params)
+        assert {n for n, p in params.items() if p.get("required")} <= set(sent) <= set(params)
         for name, value in sent.items():
-            if params[name]["schema"].get("type") == "boolean":
-                assert value in ("true", "false")
-        assert sent["update_format"] in formats and sent["format"] in ("csv", "json")
+            schema = _schema(spec, params[name]["schema"])
+            is_bool = "boolean" in json.dumps(schema)
+            if is_bool:
+                assert value in ("true", "false"), "lower-case booleans only"
+            jsonschema.validate(json.loads(value) if is_bool else value, schema)
+        assert cap.headers["Authorization"] == f"Bearer {KEY}"
+        (content,) = op["requestBody"]["content"].values()
+        jsonschema.validate(cap.body.decode("utf-8"), _schema(spec, content["schema"]))
     status = spec["paths"]["/v0/pipelines/{pipeline_name}/completion_status"]["get"]
-    assert "token" in {p["name"] for p in status["parameters"]}
+    assert [p["name"] for p in status["parameters"] if p["in"] == "query"] == ["token"]
+
+
+async def test_the_emulator_answers_fit_the_feldera_openapi(fel):
+    jsonschema = pytest.importorskip("jsonschema")
+    spec = _spec()
+    schemas = spec["components"]["schemas"]
+    auth = {"Authorization": f"Bearer {KEY}"}
+    q = "?force=false&format=json&array=true&update_format=insert_delete"
+    async with aiohttp.ClientSession() as http:
+        async def call(method: str, path: str, body: bytes = b"") -> tuple[int, object]:
+            async with http.request(method, fel.url + path, data=body, headers=auth) as resp:
+                return resp.status, await resp.json()
+
+        code, ok = await call("POST", "/v0/pipelines/shop/ingress/kv" + q, b'[{"insert":{"k":"a","v":1}}]')
+        assert code == 200
+        jsonschema.validate(ok, _schema(spec, schemas["CompletionTokenResponse"]))
+        token = quote(ok["token"], safe="")
+        seen = set()
+        for _ in range(4):
+            code, st = await call("GET", f"/v0/pipelines/shop/completion_status?token={token}")
+            jsonschema.validate(st, _schema(spec, schemas["CompletionStatusResponse"]))
+            seen.add((code, st["status"]))
+        assert seen == {(202, "inprogress"), (200, "complete")}
+        errors = [
+            ("POST", "/v0/pipelines/nope/ingress/kv" + q, b"[]", 404, "UnknownPipelineName"),
+            ("POST", "/v0/pipelines/shop/ingress/zz" + q, b"[]", 404, "ConfigError.UnknownInputStream"),
+            ("POST", "/v0/pipelines/shop/ingress/kv" + q, b'[{"insert":{"zz":1}}]', 400, "ParseErrors"),
+            ("POST", "/v0/pipelines/stopped/ingress/kv" + q, b"[]", 503, "PipelineInteractionNotDeployed"),
+            ("POST", "/v0/pipelines/paused/ingress/kv" + q, b"[]", 503, "PipelineInteractionUnreachable"),
+            ("GET", "/v0/pipelines/shop/completion_status?token=x", b"", 400, "InvalidParam"),
+        ]
+        for method, path, body, want, error_code in errors:
+            code, err = await call(method, path, body)
+            assert (code, err["error_code"]) == (want, error_code)
+            jsonschema.validate(err, _schema(spec, schemas["ErrorResponse"]))
+        fel.restart()
+        code, err = await call("GET", f"/v0/pipelines/shop/completion_status?token={token}")
+        assert code == 410
+        jsonschema.validate(err, _schema(spec, schemas["ErrorResponse"]))
+        code, cfg = await call("GET", "/v0/config")
+        assert code == 200 and cfg["edition"] == "Open source" and cfg["version"]
+
+
+# ---- build() and classify() directly ----
+
+def dialect(**options) -> FelderaDialect:
+    from bridge.config import parse_config
+
+    doc = {"routes": {"r": {"dialect": "feldera", "url": "http://127.0.0.1:1", "target": "kv",
+                            "options": {"pipeline": "p", **options}}}}
+    if options.get("format") == "csv":
+        doc["routes"]["r"]["columns"] = {"k": "string", "v": "int"}
+    return FelderaDialect(parse_config(json.dumps(doc), env={}).routes["r"])
+
+
+KV = Rows(("k", "v"), [("a", 1), ("b", 2), ("c", 3)])
+
+
+def parse_errors(*texts: str, event: int = 77_000) -> HttpResponse:
+    errors = [{"description": f"bad {i}", "event_number": event + i, "field": None, "invalid_bytes": None,
+               "invalid_text": t, "suggestion": None, "tag": None} for i, t in enumerate(texts)]
+    body = {"message": f"Errors parsing input data ({len(errors)} errors)", "error_code": "ParseErrors",
+            "details": {"num_errors": len(errors), "errors": errors}}
+    return HttpResponse(400, {}, orjson.dumps(body))
+
+
+def test_parse_errors_are_matched_by_invalid_text_not_event_number():
+    # Keys in another order, whitespace, the record or the row inside it: all name the same row.
+    response = parse_errors('{"update": {"v": 3,  "k": "c"}}', '{"v":1,"k":"a"}', '{"k":"nobody","v":0}')
+    rows = Rows(KV.columns, KV.data, ops=[Op.INSERT, Op.DELETE, Op.UPSERT])
+    out = dialect().classify(response, rows)
+    assert (out.code, out.reason, out.upstream_code, out.retryable) == ("INVALID_ARGUMENT", "PARSE_ERRORS",
+                                                                        "ParseErrors", False)
+    assert [(e.index, e.reason) for e in out.row_errors] == [(0, "Feldera: bad 1"), (2, "Feldera: bad 0")]
+    assert "whole array of 3 rows" in out.message
+
+
+def test_without_arrays_a_parse_error_is_a_partial_success():
+    out = dialect(array=False).classify(parse_errors('{"insert":{"k":"b","v":2}}'), KV)
+    assert out.code == "OK" and out.accepted == 2 and [e.index for e in out.row_errors] == [1]
+
+
+def test_a_truncated_invalid_text_still_names_its_row():
+    long = Rows(("k", "v"), [("x" * 5000, 1), ("y" * 5000, 2)])
+    record = orjson.dumps({"insert": {"k": "y" * 5000, "v": 2}}).decode()
+    out = dialect().classify(parse_errors(record[:4096]), long)
+    assert [e.index for e in out.row_errors] == [1]
+
+
+def test_csv_parse_errors_match_the_line():
+    d = dialect(format="csv")
+    assert d.build(KV).body == b"a,1\nb,2\nc,3\n"
+    out = d.classify(parse_errors("c,3"), KV)
+    assert [e.index for e in out.row_errors] == [2]
+
+
+def test_json_rows_are_wrapped_by_bytes_per_op():
+    rows = Rows(None, [b'{"k":1}', b'{"k": 2.50}', b'{"k":3}'], ops=[Op.INSERT, Op.DELETE, Op.UPSERT])
+    assert dialect().build(rows).body == b'[{"insert":{"k":1}},{"delete":{"k": 2.50}},{"update":{"k":3}}]'
+    deb = Rows(None, rows.data[:2], ops=[Op.INSERT, Op.DELETE])
+    assert dialect(update_format="debezium", array=False).build(deb).body == (
+        b'{"payload":{"op":"c","after":{"k":1}}}\n{"payload":{"op":"d","before":{"k": 2.50}}}\n')
+    assert dialect(update_format="raw").build(Rows(None, rows.data)).body == b'[{"k":1},{"k": 2.50},{"k":3}]'
+
+
+def test_ops_a_format_cannot_express_are_rejected_by_index():
+    rows = Rows(KV.columns, KV.data, ops=[Op.INSERT, Op.UPSERT, Op.DELETE], index=[4, 5, 6])
+    assert [e.index for e in dialect(update_format="debezium").reject_ops(rows)] == [5]
+    assert [e.index for e in dialect(update_format="raw").reject_ops(rows)] == [5, 6]
+    assert [e.index for e in dialect(format="csv").reject_ops(rows)] == [5, 6]
+    assert dialect().reject_ops(rows) == []
+
+
+def test_completion_answers():
+    d = dialect(wait_for_completion=True)
+    accepted = Outcome(code="OK", upstream={"token": "abc="})
+    assert d._completion(HttpResponse(202, {}, b'{"status":"inprogress","step":null}'), accepted) is None
+    assert d._completion(HttpResponse(200, {}, b'{"status":"inprogress","step":null}'), accepted) is None
+    assert d._completion(HttpResponse(200, {}, b'{"status":"complete","step":3}'), accepted).ok
+    stale = d._completion(HttpResponse(410, {}, b'{"message":"gone","error_code":"PipelineRestarted",'
+                                                b'"details":{}}'), accepted)
+    assert (stale.code, stale.upstream_code, stale.upstream["token"]) == ("ABORTED", "PipelineRestarted", "abc=")
+    assert d._completion(HttpResponse(503, {}, b"{}"), accepted) is None

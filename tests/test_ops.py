@@ -54,7 +54,10 @@ async def test_metrics_count_every_stage_and_never_show_secrets(ops_bridge, chan
         async with s.get(f"http://127.0.0.1:{ops_bridge.http_port}/healthz") as r:
             assert r.status == 200
         async with s.get(f"http://127.0.0.1:{ops_bridge.http_port}/readyz") as r:
-            assert r.status == 200 and (await r.json())["routes"] == ["down", "ok"]
+            ready = await r.json()
+            assert r.status == 200 and sorted(ready["routes"]) == ["down", "ok"]
+            assert ready["routes"]["down"]["last_failure"] == "UPSTREAM_UNREACHABLE"
+            assert ready["routes"]["ok"] == {"full": False, "buffered_bytes": 0, "last_failure": None}
     assert sample_value(text, "ingest_bridge_received_rows_total", {"route": "ok"}) == 10
     assert sample_value(text, "ingest_bridge_received_batches_total", {"route": "ok"}) == 1
     assert sample_value(text, "ingest_bridge_received_bytes_total", {"route": "ok"}) > 0

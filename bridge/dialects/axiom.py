@@ -1,15 +1,19 @@
 """Axiom dataset ingest: ``POST {url}/v1/ingest/{dataset}`` (edge) or ``/v1/datasets/{dataset}/ingest`` (legacy).
 
-A 200 can carry failures, and a failure names no row: the ack gets
-``ingested``/``failed`` and every failure's text; a row is named only where
-the failure's timestamp matches exactly one row of the batch.
+A 200 can carry failures, and a failure names no row, only the event's
+timestamp and an error text. The ack gets ``ingested``/``failed`` and every
+failure; a row is named only where the failure's timestamp matches exactly
+one row of the batch, and ``Outcome.accepted = ingested`` lets the pipeline
+count the rejections it cannot name.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import datetime
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -26,26 +30,54 @@ from bridge.dialects.base import (
 )
 from bridge.outcome import Outcome
 from bridge.rows import RowError, Rows
+from bridge.send.retry import parse_retry_after
+
+if TYPE_CHECKING:
+    from bridge.config_model import RouteConfig
 
 MAX_EVENTS = 10_000
+DEFAULT_TIME_FIELD = "_time"
 CONTENT_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}
+# Epoch numbers in the time field, per the route's ``timestamps`` option, in nanoseconds.
+EPOCH_SCALE = {"epoch_s": 1_000_000_000, "epoch_ms": 1_000_000, "epoch_us": 1_000, "epoch_ns": 1}
+_FRACTION = re.compile(r"\.(\d+)")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_SECOND = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC) - _EPOCH
 
 
-def _reset_in(headers: dict[str, str], name: str) -> float | None:
-    """Seconds until an epoch-seconds reset header, if it is there."""
+def reset_in(headers: dict[str, str], name: str, now: float | None = None) -> float | None:
+    """Seconds until an epoch-seconds reset header (X-RateLimit-Reset, X-IngestLimit-Reset), if present."""
     try:
-        return max(0.0, float(headers[name]) - time.time())
+        reset = float(headers[name])
     except (KeyError, ValueError):
         return None
+    return max(0.0, reset - (time.time() if now is None else now))
 
 
-def _instant(value: Any) -> datetime | str | None:
+def instant_ns(value: Any, epoch_scale: int | None = None) -> int | None:
+    """An RFC 3339 string (or an epoch number, given its unit) as UTC nanoseconds; None if it is neither.
+
+    Axiom answers with RFC 3339 nano timestamps, rows may carry milliseconds or
+    no fraction: comparing instants, not text, lets them meet.
+    """
     if isinstance(value, str):
+        m = _FRACTION.search(value)
+        nanos = int(m.group(1)[:9].ljust(9, "0")) if m else 0
+        text = value[: m.start()] + value[m.end():] if m else value
         try:
-            return datetime.fromisoformat(value)
+            when = datetime.fromisoformat(text)
         except ValueError:
-            return value
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)  # Axiom reads zone-less times as UTC
+        return (when - _EPOCH) // _ONE_SECOND * 1_000_000_000 + nanos
+    if epoch_scale and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return round(value * epoch_scale)
     return None
+
+
+def personal_token(token: str) -> bool:
+    return token.startswith("xapt-")
 
 
 class AxiomDialect(Dialect):
@@ -53,14 +85,15 @@ class AxiomDialect(Dialect):
     options: ClassVar[dict[str, Option]] = {
         **COMMON_OPTIONS,
         "format": Option("choice", "json", ("json", "ndjson", "csv"), doc="body: JSON array, NDJSON or CSV"),
-        "timestamp_field": Option("str", "", doc="query timestamp-field (Axiom's default: _time)"),
+        "timestamp_field": Option("str", "", doc="query timestamp-field (Axiom: _time, else the receive time)"),
         "timestamp_format": Option("str", "", doc="query timestamp-format, a Go time layout"),
-        "csv_delimiter": Option("str", "", doc="query csv-delimiter, one character"),
-        "labels": Option("map", {}, doc="X-Axiom-Event-Labels, merged into every event"),
-        # zstd level 1 costs little CPU and Axiom takes it; rows are JSON text that shrinks about 4x.
-        "compression": Option("choice", "zstd", ("none", "gzip", "zstd"), doc="request body encoding"),
-        "legacy": Option("bool", False, doc="use /v1/datasets/{dataset}/ingest"),
-        "org_id": Option("str", "", doc="X-Axiom-Org-Id, for personal tokens on the legacy endpoint"),
+        "csv_delimiter": Option("str", "", doc="query csv-delimiter, one character (Axiom: ,)"),
+        "labels": Option("map", {}, doc="X-Axiom-Event-Labels JSON object, merged into every event"),
+        # zstd: Axiom takes it, axiom-go sends it, it compresses JSON about as well as gzip at a
+        # fraction of the CPU; a 10,000-event batch is large, and Axiom bills ingest by volume.
+        "compression": Option("choice", "zstd", ("none", "gzip", "zstd"), doc="request body Content-Encoding"),
+        "legacy": Option("bool", False, doc="POST /v1/datasets/{dataset}/ingest instead of the edge path"),
+        "org_id": Option("str", "", doc="X-Axiom-Org-Id, needed with a personal (xapt-) token on the legacy path"),
     }
     auth_forms = (frozenset({"token"}),)
     resource_type = "dataset"
@@ -68,19 +101,28 @@ class AxiomDialect(Dialect):
     max_rows_limit = MAX_EVENTS
 
     @classmethod
-    def check_config(cls, route) -> list[str]:
-        d = route.options.get("csv_delimiter", "")
-        if d and len(d) != 1:
-            return [f"routes.{route.name}.options.csv_delimiter: must be one character, got {d!r}"]
-        return []
+    def check_config(cls, route: RouteConfig) -> list[str]:
+        o, where = route.options, f"routes.{route.name}"
+        problems = []
+        delimiter = o.get("csv_delimiter", "")
+        if delimiter and len(delimiter) != 1:
+            problems.append(f"{where}.options.csv_delimiter: must be one character, got {delimiter!r}")
+        token = route.auth["token"].value
+        if personal_token(token) and not o.get("legacy"):
+            problems.append(f"{where}.auth.token: a personal token (xapt-) is refused by the edge endpoint; "
+                            "use an API token (xaat-), or options.legacy: true with options.org_id")
+        elif personal_token(token) and not o.get("org_id"):
+            problems.append(f"{where}.options.org_id: a personal token (xapt-) needs the organisation ID")
+        return problems
 
-    def __init__(self, route) -> None:
+    def __init__(self, route: RouteConfig) -> None:
         super().__init__(route)
         o = self.opts
-        path = f"/v1/datasets/{segment(route.target)}/ingest" if o["legacy"] else f"/v1/ingest/{segment(route.target)}"
-        query = [(k, o[opt]) for k, opt in (("timestamp-field", "timestamp_field"),
-                                            ("timestamp-format", "timestamp_format"),
-                                            ("csv-delimiter", "csv_delimiter")) if o[opt]]
+        name = segment(route.target)
+        path = f"/v1/datasets/{name}/ingest" if o["legacy"] else f"/v1/ingest/{name}"
+        query = [(param, o[opt]) for param, opt in (("timestamp-field", "timestamp_field"),
+                                                    ("timestamp-format", "timestamp_format"),
+                                                    ("csv-delimiter", "csv_delimiter")) if o[opt]]
         self.url = join_url(route.url, path, query)
         self.headers = {"Content-Type": CONTENT_TYPES[o["format"]],
                         "Authorization": "Bearer " + route.auth["token"].value}
@@ -88,8 +130,10 @@ class AxiomDialect(Dialect):
             self.headers["X-Axiom-Event-Labels"] = orjson.dumps(o["labels"]).decode()
         if o["org_id"]:
             self.headers["X-Axiom-Org-Id"] = o["org_id"]
+        # None: the sender then sends no Content-Encoding at all (never "identity", never axiom-py's "1").
         self.compression = None if o["compression"] == "none" else o["compression"]
-        self.time_field = o["timestamp_field"] or "_time"
+        self.time_field = o["timestamp_field"] or DEFAULT_TIME_FIELD
+        self.epoch_scale = EPOCH_SCALE.get(o["timestamps"])
 
     def build(self, rows: Rows) -> HttpRequest:
         fmt = self.opts["format"]
@@ -101,46 +145,74 @@ class AxiomDialect(Dialect):
             body = formats.csv_body(rows, True, self.opts["csv_delimiter"] or ",")
         return HttpRequest("POST", self.url, dict(self.headers), body, self.compression)
 
-    def _name_rows(self, failures: list[dict], rows: Rows) -> list[RowError]:
-        """Failures whose timestamp matches exactly one row; the others stay unnamed."""
-        stamps: dict[Any, list[int]] = {}
-        for pos, obj in enumerate(formats.dicts(rows)):
-            key = _instant(obj.get(self.time_field))
+    # -- the answer -------------------------------------------------------------------------------
+
+    def _times(self, rows: Rows) -> Iterable[Any]:
+        """Each row's time-field value (a column read straight from the tuples when it is one)."""
+        if rows.columns is not None:
+            if self.time_field not in rows.columns:
+                return ()
+            i = rows.columns.index(self.time_field)
+            return (values[i] for values in rows.data)
+        field = self.time_field
+        return (obj.get(field) if isinstance(obj, dict) else None for obj in formats.dicts(rows))
+
+    def name_rows(self, failures: list[dict], rows: Rows) -> list[RowError]:
+        """Failures whose timestamp matches exactly one row of the batch; the others stay unnamed."""
+        positions: dict[int, list[int]] = {}
+        for pos, value in enumerate(self._times(rows)):
+            key = instant_ns(value, self.epoch_scale)
             if key is not None:
-                stamps.setdefault(key, []).append(pos)
-        errors = []
+                positions.setdefault(key, []).append(pos)
+        errors: dict[int, RowError] = {}
         for f in failures:
-            match = stamps.get(_instant(f.get("timestamp")), [])
-            if len(match) == 1:
-                errors.append(RowError(match[0], self.time_field, f"Axiom: {f.get('error', '')}"))
-        return errors
+            match = positions.get(instant_ns(f.get("timestamp")), ())
+            if len(match) == 1 and match[0] not in errors:
+                errors[match[0]] = RowError(match[0], self.time_field, f"Axiom: {f.get('error', '')}")
+        return sorted(errors.values(), key=lambda e: e.index)
+
+    def _ingest_status(self, body: Any, rows: Rows, http_status: int) -> Outcome:
+        out = Outcome(code="OK", http_status=http_status)
+        if not isinstance(body, dict):
+            return out
+        ingested, failed = body.get("ingested"), body.get("failed")
+        failures = [{"timestamp": str(f.get("timestamp", "")), "error": str(f.get("error", ""))}
+                    for f in body.get("failures") or () if isinstance(f, dict)]
+        if isinstance(ingested, int):
+            out.upstream["ingested"] = str(ingested)
+            # Rows past `ingested` were refused even where no failure names them.
+            out.accepted = max(0, min(ingested, len(rows)))
+        if isinstance(failed, int):
+            out.upstream["failed"] = str(failed)
+        if isinstance(body.get("processedBytes"), int):
+            out.upstream["processed_bytes"] = str(body["processedBytes"])
+        if failures:
+            # Every failure as Axiom gave it: the timestamp is the only way back to the event.
+            out.upstream["failures"] = orjson.dumps(failures).decode()
+            out.row_errors = self.name_rows(failures, rows)
+            if out.accepted is not None:
+                out.accepted = min(out.accepted, len(rows) - len(out.row_errors))
+        return out
 
     def classify(self, response: HttpResponse, rows: Rows) -> Outcome:
         body = response.json()
         if 200 <= response.status < 300:
-            out = Outcome(code="OK", http_status=response.status)
-            if isinstance(body, dict):
-                ingested, failed = body.get("ingested"), body.get("failed")
-                failures = [f for f in body.get("failures") or [] if isinstance(f, dict)]
-                if isinstance(ingested, int):
-                    out.upstream["ingested"] = str(ingested)
-                    out.accepted = min(ingested, len(rows))
-                if isinstance(failed, int):
-                    out.upstream["failed"] = str(failed)
-                if failures:
-                    out.upstream["failures"] = orjson.dumps([str(f.get("error", "")) for f in failures]).decode()
-                    out.row_errors = self._name_rows(failures, rows)
-                    if out.accepted is not None:
-                        out.accepted = min(out.accepted, len(rows) - len(out.row_errors))
-            return out
+            return self._ingest_status(body, rows, response.status)
+        # Axiom errors are {"message"}, sometimes {"error"} or {"code", "message"}, or not JSON at all.
         message = error_message(body, response.body, "message", "error")
-        outcome = status.from_http(response.status, message)
+        code = body.get("code") if isinstance(body, dict) else None
+        outcome = status.from_http(response.status, message, "" if code is None else str(code))
+        headers = response.headers
         if response.status == 429:
-            outcome.retry_after = _reset_in(response.headers, "x-ratelimit-reset")
+            # Axiom says when the window resets; the sender falls back to Retry-After without it.
+            outcome.retry_after = reset_in(headers, "x-ratelimit-reset")
         elif response.status == 430:
-            # The monthly ingest quota: retrying now cannot help, the caller is told when.
+            # The ingest quota (bytes per month) is used up: retrying now cannot help; say when it resets.
             outcome.code, outcome.reason, outcome.retryable = "RESOURCE_EXHAUSTED", "INGEST_QUOTA_EXCEEDED", False
-            outcome.retry_after = _reset_in(response.headers, "x-ingestlimit-reset")
+            outcome.retry_after = reset_in(headers, "x-ingestlimit-reset")
+            if outcome.retry_after is None:
+                outcome.retry_after = parse_retry_after(headers.get("retry-after"))
         if outcome.code == "NOT_FOUND":
             outcome.resource = self.route.target
         return outcome
+
