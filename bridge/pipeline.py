@@ -375,7 +375,7 @@ class RoutePipeline:
                 if lo >= hi:
                     continue
                 o = s.outcome
-                t.upstream.update(o.upstream)
+                _merge_upstream(t.upstream, o.upstream)
                 if o.ok:
                     named = [e for e in o.row_errors if lo <= e.index < hi]
                     for e in named:
@@ -417,6 +417,18 @@ class RoutePipeline:
             for p in parts:
                 p.ticket.fail(SHUTTING_DOWN)
         self._pending.clear()
+
+
+def _merge_upstream(into: dict[str, str], more: dict[str, str]) -> None:
+    """A caller batch sent in several requests: counts add up, JSON lists join, other values: the last."""
+    for key, value in more.items():
+        old = into.get(key)
+        if old is not None and old.isdigit() and value.isdigit():
+            into[key] = str(int(old) + int(value))
+        elif old is not None and old.startswith("[") and value.startswith("["):
+            into[key] = old[:-1] + ("," if len(old) > 2 and len(value) > 2 else "") + value[1:]
+        else:
+            into[key] = value
 
 
 def _shutting_down() -> BatchRejected:

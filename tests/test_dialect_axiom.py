@@ -420,3 +420,11 @@ async def test_the_emulator_enforces_axioms_rules(axiom):
                               **{"Content-Type": "text/csv", "X-Axiom-CSV-Fields": "n,s"})
     assert (status, body["ingested"]) == (200, 2)
     assert axiom.rows[-2:] == [{"n": "1", "s": "x"}, {"n": "2", "s": "y"}]
+
+
+async def test_counts_add_up_when_one_batch_goes_in_several_requests(axiom, bridge_factory, channel_factory):
+    r = route(axiom, compression="none")
+    r["batch"] = {"linger": "0s", "max_rows": 40}
+    ack = await send(bridge_factory, channel_factory, r, sample.columns_request("r", 1, range(100)))
+    assert len(axiom.requests) == 3
+    assert (ack.accepted, ack.upstream["ingested"], ack.upstream["failed"]) == (100, "100", "0")
