@@ -14,6 +14,7 @@ from bridge import logs, sample
 from bridge.config import parse_config
 from bridge.server import Bridge
 from tests.conftest import fast_delivery
+from tests.grpc_helpers import status_of
 
 SECRET = "tok-3f9a7c1e-very-secret"
 
@@ -45,8 +46,10 @@ async def test_metrics_count_every_stage_and_never_show_secrets(ops_bridge, chan
     req = sample.json_request("ok", 1, range(10))
     req.json.objects[3] = b"not json"
     await stub.IngestBatch(req)
-    with pytest.raises(grpc.aio.AioRpcError):
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
         await stub.IngestBatch(sample.rows_request("down", 2, range(5)))
+    error_text = ei.value.details() + repr(ei.value.trailing_metadata())
+    assert SECRET not in error_text and SECRET.encode() not in status_of(ei.value).SerializeToString()
     async with aiohttp.ClientSession() as s:
         async with s.get(f"http://127.0.0.1:{ops_bridge.http_port}/metrics") as r:
             assert r.status == 200
