@@ -83,6 +83,16 @@ class IngestService:
         await route.submit(ticket, rows, charge, size)
         return ticket
 
+    async def _next(self, request: pb.IngestRequest, size: int, previous: RoutePipeline | None,
+                    context: grpc.aio.ServicerContext, track: list[Ticket]) -> tuple[RoutePipeline, Ticket]:
+        """One message of a stream: its route (empty means the previous one) and its ticket."""
+        route = self._route(request.route, previous)
+        return route, await self._admit(request, size, route, context, track)
+
+    @staticmethod
+    def _name(request: pb.IngestRequest, previous: RoutePipeline | None) -> str:
+        return request.route or (previous.name if previous else "")
+
     def _ack(self, t: Ticket) -> pb.BatchAck:
         return acks.ticket_ack(t, self.routes[t.route].dialect.resource_type)
 
@@ -119,11 +129,9 @@ class IngestService:
             try:
                 async for request, size in requests:
                     try:
-                        route = self._route(request.route, previous)
-                        previous = route
-                        ticket = await self._admit(request, size, route, context, live)
+                        previous, ticket = await self._next(request, size, previous, context, live)
                     except BatchRejected as e:
-                        name = request.route or (previous.name if previous else "")
+                        name = self._name(request, previous)
                         await queue.put(acks.rejected_ack(e, name, request.sequence, acks.request_rows(request)))
                         continue
                     await queue.put(ticket)
@@ -166,13 +174,11 @@ class IngestService:
             previous = None
             async for request, size in requests:
                 try:
-                    route = self._route(request.route, previous)
-                    previous = route
-                    ticket = await self._admit(request, size, route, context, tickets)
+                    previous, ticket = await self._next(request, size, previous, context, tickets)
                 except BatchRejected as e:
                     if not failed.done():
-                        failed.set_result((None, acks.rejected_status(e, request.route or (
-                            previous.name if previous else ""), request.sequence)))
+                        failed.set_result((None, acks.rejected_status(e, self._name(request, previous),
+                                                                      request.sequence)))
                     return
                 ticket.future.add_done_callback(on_done)
 
