@@ -24,9 +24,8 @@ import grpc
 import orjson
 from google.rpc import error_details_pb2
 
-from bridge.proto import pb, pb_grpc
-
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+from bridge import client
+from bridge.proto import pb
 
 
 def _infer(value: str):
@@ -64,14 +63,9 @@ class Progress:
     out: TextIO
     total_bytes: int | None
     tty: bool
-    rows: int = 0
     accepted: int = 0
-    rejected: int = 0
-    failed_batches: int = 0
-    resends: int = 0
     started: float = field(default_factory=time.monotonic)
     last: float = 0.0
-    reasons: list[str] = field(default_factory=list)
 
     def show(self, read_bytes: int, final: bool = False) -> None:
         now = time.monotonic()
@@ -109,85 +103,47 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
                retries: int = 5, total_bytes: int | None = None, out: TextIO = sys.stderr,
                tty: bool | None = None) -> int:
     progress = Progress(out, total_bytes, out.isatty() if tty is None else tty)
-    pending: dict[int, pb.IngestRequest] = {}  # sent, not yet acknowledged
     source = read_objects(stream, fmt)
-    next_seq = 0
-    exhausted = False
     read_bytes = 0
+    batches = 0
 
-    def next_batch() -> pb.IngestRequest | None:
-        nonlocal next_seq, exhausted, read_bytes
+    def next_batch() -> list[bytes]:
+        nonlocal read_bytes
         objects = []
         for obj in source:
             objects.append(obj)
             read_bytes += len(obj) + 1
             if len(objects) >= batch_rows:
                 break
-        if not objects:
-            exhausted = True
-            return None
-        req = pb.IngestRequest(route=route, sequence=next_seq)
-        req.json.objects.extend(objects)
-        next_seq += 1
-        return req
+        return objects
 
-    async def writer(call, room: asyncio.Semaphore) -> None:
-        for req in list(pending.values()):  # resend what was never acknowledged
-            await room.acquire()
-            await call.write(req)
-        while True:
-            await room.acquire()
-            req = await asyncio.to_thread(next_batch)
-            if req is None:
-                break
-            pending[req.sequence] = req
-            await call.write(req)
-        await call.done_writing()
+    async def requests():
+        nonlocal batches
+        while objects := await asyncio.to_thread(next_batch):
+            req = pb.IngestRequest(route=route, sequence=batches)
+            req.json.objects.extend(objects)
+            batches += 1
+            yield req
 
-    failures: list[str] = []
-    attempt = 0
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.IngestServiceStub(channel)
-        while True:
-            call = stub.IngestStream()
-            room = asyncio.Semaphore(window)
-            write_task: asyncio.Task | None = None
-            try:
-                progress.resends += len(pending)
-                write_task = asyncio.create_task(writer(call, room))
-                async for ack in call:
-                    room.release()
-                    req = pending.pop(ack.sequence, None)
-                    if req is None:
-                        continue
-                    progress.accepted += ack.accepted
-                    progress.rejected += ack.rejected
-                    for e in ack.errors[:3]:
-                        if len(progress.reasons) < 10:
-                            progress.reasons.append(f"batch {ack.sequence} row {e.index}: {e.reason}")
-                    if ack.status.code != 0:
-                        progress.failed_batches += 1
-                        if len(failures) < 5:
-                            failures.append(f"batch {ack.sequence}: {_status_text(ack.status)}")
-                    progress.show(read_bytes)
-                await write_task
-                break
-            except grpc.aio.AioRpcError as e:
-                if write_task is not None:
-                    write_task.cancel()
-                if e.code() not in RETRYABLE or attempt >= retries:
-                    print(f"\ningest-bridge send: the stream failed: {e.code().name}: {e.details()}", file=out)
-                    return 2
-                attempt += 1
-                await asyncio.sleep(min(2**attempt * 0.1, 5.0))
+    def on_ack(ack: pb.BatchAck) -> None:
+        progress.accepted += ack.accepted
+        progress.show(read_bytes)
+
+    try:
+        totals = await client.stream(target, requests(), window, retries, on_ack=on_ack)
+    except grpc.aio.AioRpcError as e:
+        print(f"\ningest-bridge send: the stream failed: {e.code().name}: {e.details()}", file=out)
+        return 2
     progress.show(read_bytes, final=True)
     dt = time.monotonic() - progress.started
-    print(f"sent {next_seq} batches: {progress.accepted} rows accepted, {progress.rejected} rejected, "
-          f"{progress.failed_batches} batches failed, {progress.resends} resent, "
-          f"{progress.accepted / max(dt, 1e-9):,.0f} rows/s", file=out)
-    for line in failures + progress.reasons:
+    print(f"sent {batches} batches: {totals.accepted} rows accepted, {totals.rejected} rejected, "
+          f"{len(totals.failed)} batches failed, {totals.resent} resent, "
+          f"{totals.accepted / max(dt, 1e-9):,.0f} rows/s", file=out)
+    lines = [f"batch {a.sequence}: {_status_text(a.status)}" for a in totals.failed[:5]]
+    lines += [f"batch {seq} row {e.index}: {e.reason}" for seq, e in totals.row_errors[:10]]
+    for line in lines:
         print("  " + line, file=out)
-    return 0 if progress.rejected == 0 and progress.failed_batches == 0 else 1
+    return 0 if totals.rejected == 0 and not totals.failed else 1
 
 
 def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, window: int) -> int:

@@ -1,0 +1,219 @@
+"""A small async client for the bridge: batches rows, streams them over IngestStream, resends what was not acked.
+
+    async with IngestClient("127.0.0.1:50051", "clicks") as client:
+        for event in events:
+            await client.add({"id": 1, "name": "a"})       # JSON objects
+    print(client.accepted, client.rejected, client.failed)
+
+With ``columns=[...]`` rows are tuples sent as typed values (RowBatch).
+At most ``window`` batches wait for their acks; a stream that drops
+(UNAVAILABLE) is opened again and every batch not acknowledged is sent
+again, so nothing is lost (the target may see a batch twice: at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import grpc
+import orjson
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from bridge.proto import pb, pb_grpc
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def to_value(v: Any) -> pb.Value:
+    """A Python value as a typed Value (None, bool, int, float, str, bytes, datetime, list, dict)."""
+    if v is None:
+        return pb.Value(null=0)
+    if isinstance(v, bool):
+        return pb.Value(bool=v)
+    if isinstance(v, int):
+        return pb.Value(int=v) if v < 2**63 else pb.Value(uint=v)
+    if isinstance(v, float):
+        return pb.Value(double=v)
+    if isinstance(v, str):
+        return pb.Value(string=v)
+    if isinstance(v, bytes):
+        return pb.Value(bytes=v)
+    if isinstance(v, datetime):
+        ts = Timestamp()
+        ts.FromDatetime(v)
+        return pb.Value(timestamp=ts)
+    if isinstance(v, dict):
+        m = pb.MapValue()
+        for k, x in v.items():
+            m.fields[str(k)].CopyFrom(to_value(x))
+        return pb.Value(map=m)
+    if isinstance(v, (list, tuple)):
+        return pb.Value(list=pb.ListValue(values=[to_value(x) for x in v]))
+    raise TypeError(f"no Value for {type(v).__name__}")
+
+
+@dataclass
+class Totals:
+    batches: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    resent: int = 0
+    failed: list[pb.BatchAck] = field(default_factory=list)  # acks with a non-OK status
+    row_errors: list[tuple[int, pb.RowError]] = field(default_factory=list)  # (sequence, error), first 100
+
+
+async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.IngestRequest], window: int = 32,
+                 retries: int = 5, totals: Totals | None = None,
+                 on_ack: Callable[[pb.BatchAck], None] | None = None) -> Totals:
+    """Send every request over IngestStream, at most ``window`` unacknowledged, resending after a dropped stream.
+
+    Raises grpc.aio.AioRpcError when the bridge cannot be used (a non-retryable error, or ``retries`` used up).
+    """
+    totals = totals or Totals()
+    pending: dict[int, pb.IngestRequest] = {}
+    source = aiter(requests)
+    exhausted = False
+    own = isinstance(target, str)
+    channel = grpc.aio.insecure_channel(target) if own else target
+    stub = pb_grpc.IngestServiceStub(channel)
+
+    async def writer(call, room: asyncio.Semaphore) -> None:
+        nonlocal exhausted
+        for req in list(pending.values()):  # resend what was never acknowledged
+            await room.acquire()
+            await call.write(req)
+        while not exhausted:
+            await room.acquire()
+            try:
+                req = await anext(source)
+            except StopAsyncIteration:
+                exhausted = True
+                break
+            pending[req.sequence] = req
+            await call.write(req)
+        await call.done_writing()
+
+    attempt = 0
+    try:
+        while True:
+            call = stub.IngestStream()
+            room = asyncio.Semaphore(window)
+            totals.resent += len(pending)
+            task = asyncio.create_task(writer(call, room))
+            try:
+                async for ack in call:
+                    room.release()
+                    if pending.pop(ack.sequence, None) is None:
+                        continue
+                    totals.batches += 1
+                    totals.accepted += ack.accepted
+                    totals.rejected += ack.rejected
+                    if ack.status.code != 0:
+                        totals.failed.append(ack)
+                    for e in ack.errors:
+                        if len(totals.row_errors) < 100:
+                            totals.row_errors.append((ack.sequence, e))
+                    if on_ack is not None:
+                        on_ack(ack)
+                await task
+                return totals
+            except grpc.aio.AioRpcError as e:
+                task.cancel()
+                if e.code() not in RETRYABLE or attempt >= retries:
+                    raise
+                attempt += 1
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+    finally:
+        if own:
+            await channel.close()
+
+
+class IngestClient:
+    """Batches rows for one route and streams them to the bridge in the background."""
+
+    def __init__(self, target: str, route: str, batch_rows: int = 1000, window: int = 32,
+                 columns: Sequence[str] | None = None, retries: int = 5) -> None:
+        self.target, self.route, self.batch_rows = target, route, batch_rows
+        self.columns = list(columns) if columns is not None else None
+        self.totals = Totals()
+        self._window, self._retries = window, retries
+        self._rows: list = []
+        self._seq = 0
+        self._queue: asyncio.Queue[pb.IngestRequest | None] = asyncio.Queue(maxsize=window)
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> IngestClient:
+        self._task = asyncio.create_task(stream(self.target, self._requests(), self._window, self._retries,
+                                                self.totals))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def accepted(self) -> int:
+        return self.totals.accepted
+
+    @property
+    def rejected(self) -> int:
+        return self.totals.rejected
+
+    @property
+    def failed(self) -> list[pb.BatchAck]:
+        return self.totals.failed
+
+    async def _requests(self) -> AsyncIterator[pb.IngestRequest]:
+        while (req := await self._queue.get()) is not None:
+            yield req
+
+    def _batch(self, rows: list) -> pb.IngestRequest:
+        req = pb.IngestRequest(route=self.route, sequence=self._seq)
+        self._seq += 1
+        if self.columns is None:
+            req.json.objects.extend(orjson.dumps(r, option=orjson.OPT_NON_STR_KEYS) for r in rows)
+        else:
+            req.rows.columns.extend(self.columns)
+            for r in rows:
+                req.rows.rows.add().values.extend(to_value(v) for v in r)
+        return req
+
+    async def add(self, row: dict | Sequence) -> None:
+        """Buffer one row; waits while ``window`` batches are unacknowledged (backpressure)."""
+        if self.columns is not None and len(row) != len(self.columns):
+            raise ValueError(f"row has {len(row)} values for {len(self.columns)} columns")
+        self._rows.append(row)
+        if len(self._rows) >= self.batch_rows:
+            await self.flush()
+
+    async def add_many(self, rows: Iterable[dict | Sequence]) -> None:
+        for row in rows:
+            await self.add(row)
+
+    async def flush(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            await self._put(self._batch(rows))
+
+    async def _put(self, item: pb.IngestRequest | None) -> None:
+        if self._task is None:
+            raise RuntimeError("use IngestClient as 'async with IngestClient(...) as client'")
+        put = asyncio.ensure_future(self._queue.put(item))
+        done, _ = await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if put not in done:
+            put.cancel()
+            self._task.result()  # the stream ended: raise its error
+
+    async def close(self) -> Totals:
+        """Send what is buffered, wait for every ack, and return the totals."""
+        if self._task is None:
+            return self.totals
+        await self.flush()
+        if not self._task.done():
+            await self._put(None)
+        await self._task
+        return self.totals
+

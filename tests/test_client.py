@@ -1,0 +1,90 @@
+"""bridge.client: batching, typed values, backpressure and resending after a dropped stream."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+from google.rpc import code_pb2
+
+from bridge.client import IngestClient, to_value
+from bridge.config import parse_config
+from bridge.emulators.faulty import FaultyTarget
+from bridge.server import Bridge
+
+
+async def test_json_rows_are_batched_and_all_acknowledged(sink, bridge_factory):
+    b = await bridge_factory({"r": {"dialect": "http", "url": sink.url + "/in", "batch": {"linger": "0s"}}})
+    async with IngestClient(f"127.0.0.1:{b.port}", "r", batch_rows=1000, window=2) as client:
+        await client.add_many({"id": i, "tags": ["a", i]} for i in range(2500))
+    assert (client.totals.batches, client.accepted, client.rejected) == (3, 2500, 0)
+    assert sorted(r["id"] for r in sink.rows) == list(range(2500))
+    assert sink.rows[0]["tags"] == ["a", sink.rows[0]["id"]]
+
+
+async def test_typed_rows_carry_python_values(sink, bridge_factory):
+    b = await bridge_factory({"r": {"dialect": "http", "url": sink.url + "/in", "batch": {"linger": "0s"}}})
+    when = datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
+    async with IngestClient(f"127.0.0.1:{b.port}", "r", columns=["id", "at", "raw", "meta", "big", "none"]) as c:
+        await c.add((1, when, b"\x01", {"k": [1.5, True]}, 2**64 - 1, None))
+        with pytest.raises(ValueError, match="2 values for 6 columns"):
+            await c.add((1, 2))
+    assert sink.rows == [{"id": 1, "at": "2026-01-02T03:04:05.123Z", "raw": "AQ==", "meta": {"k": [1.5, True]},
+                          "big": 2**64 - 1, "none": None}]
+    with pytest.raises(TypeError):
+        to_value(object())
+
+
+async def test_rejections_and_failures_are_counted(sink, bridge_factory):
+    b = await bridge_factory({"r": {"dialect": "http", "url": sink.url + "/in", "batch": {"linger": "0s"},
+                                    "columns": {"id": "int"}}})
+    async with IngestClient(f"127.0.0.1:{b.port}", "r", batch_rows=2) as c:
+        await c.add_many([{"id": 1}, {"id": "x"}, {"id": 3}])
+    assert (c.accepted, c.rejected, c.failed) == (2, 1, [])
+    assert c.totals.row_errors[0][1].index == 1
+    async with IngestClient(f"127.0.0.1:{b.port}", "nope") as c:
+        await c.add({"id": 1})
+    assert c.failed[0].status.code == code_pb2.NOT_FOUND and c.rejected == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_batches_not_acknowledged_are_resent_after_the_bridge_comes_back():
+    target = FaultyTarget()
+    await target.start()
+    port = _free_port()
+    doc = {"listen": f"127.0.0.1:{port}", "http": None, "routes": {"r": {
+        "dialect": "http", "url": target.url + "/in", "batch": {"linger": "0s"},
+        "delivery": {"timeout": "30s", "max_elapsed": "30s"}}}}
+    config = parse_config(yaml.safe_dump(doc), env={})
+    target.script({"stall": True, "times": 3})
+    first = Bridge(config, http=False)
+    await first.start()
+    second = None
+    try:
+        async with IngestClient(f"127.0.0.1:{port}", "r", batch_rows=10) as c:
+            await c.add_many({"id": i} for i in range(30))
+            await c.flush()
+            while target.in_flight < 3:
+                await asyncio.sleep(0.02)
+            # The bridge goes away without answering; a new one takes its place.
+            await first.server.stop(0)
+            await first.transport.close()
+            target.steps.clear()
+            target.release()
+            second = Bridge(config, http=False)
+            await second.start()
+        assert c.accepted == 30 and c.totals.resent == 3
+        assert {r["id"] for r in target.rows} == set(range(30)), "nothing acknowledged is lost"
+    finally:
+        for b in (first, second):
+            if b is not None:
+                await b.stop(grace=0.5)
+        await target.stop()
