@@ -16,6 +16,12 @@ if ! command -v clickhouse-server >/dev/null 2>&1; then
   fi
 fi
 
+if command -v npm >/dev/null 2>&1; then
+  npm ci --prefix examples/node --no-audit --no-fund --silent
+else
+  echo "note: npm is missing: the Node example's test will be skipped" >&2
+fi
+
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q -e '.[test]'
 exec python3 -m pytest -q "$@"
