@@ -5,14 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v clickhouse-server >/dev/null 2>&1; then
+# Debian packages: ClickHouse (a real database for the tests) and Ruby's gRPC (the Ruby example).
+need=""
+command -v clickhouse-server >/dev/null 2>&1 || need="$need clickhouse-server clickhouse-client"
+command -v grpc_tools_ruby_protoc >/dev/null 2>&1 || need="$need ruby-grpc ruby-grpc-tools"
+if [ -n "$need" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing clickhouse-server from Debian's packages" >&2
+    echo "installing from Debian's packages:$need" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      clickhouse-server clickhouse-client >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
   else
-    echo "note: clickhouse-server is missing and this is not root: the ClickHouse tests will be skipped" >&2
+    echo "note: not root, so$need stay missing: their tests will be skipped" >&2
   fi
 fi
 

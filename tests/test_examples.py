@@ -46,3 +46,20 @@ async def test_node_example(bridge, sink):
     assert rc == 0, out
     assert "ack sequence=1 accepted=250" in out and "done: 500 rows accepted" in out
     assert sorted(sink.rows, key=lambda r: r["id"]) == expected("node", 500)
+
+
+async def test_ruby_example(bridge, sink, tmp_path):
+    ruby, protoc = shutil.which("ruby"), shutil.which("grpc_tools_ruby_protoc")
+    if ruby is None or protoc is None:
+        if os.environ.get("CI"):
+            pytest.fail("ruby-grpc / ruby-grpc-tools are missing: scripts/test.sh installs them from Debian")
+        pytest.skip("ruby-grpc and ruby-grpc-tools are not installed")
+    protos = EXAMPLES.parent / "protos"
+    rc, out = await run(protoc, f"-I{protos}", f"--ruby_out={tmp_path}", f"--grpc_out={tmp_path}",
+                        "ingestbridge/v1/ingest.proto", "google/rpc/status.proto")
+    assert rc == 0, out
+    rc, out = await run(ruby, "-I", str(tmp_path), str(EXAMPLES / "ruby" / "stream.rb"), f"127.0.0.1:{bridge.port}",
+                        "r", "500")
+    assert rc == 0, out
+    assert "done: 500 rows accepted" in out
+    assert sorted(sink.rows, key=lambda r: r["id"]) == expected("ruby", 500)
