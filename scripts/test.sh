@@ -5,10 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: ClickHouse (a real database for the tests) and Ruby's gRPC (the Ruby example).
+# Debian packages: ClickHouse (a real database for the tests), Ruby's and Go's gRPC (the examples).
 need=""
 command -v clickhouse-server >/dev/null 2>&1 || need="$need clickhouse-server clickhouse-client"
 command -v grpc_tools_ruby_protoc >/dev/null 2>&1 || need="$need ruby-grpc ruby-grpc-tools"
+{ command -v go && command -v protoc-gen-go && [ -d /usr/share/gocode/src/google.golang.org/genproto ]; } \
+  >/dev/null 2>&1 || need="$need golang-go protobuf-compiler golang-google-grpc-dev golang-goprotobuf-dev \
+  golang-google-protobuf-dev golang-google-genproto-dev protoc-gen-go-1-3"
 if [ -n "$need" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing from Debian's packages:$need" >&2
