@@ -33,10 +33,6 @@ class Outcome:
         return self.code == "OK"
 
 
-def ok(**kw) -> Outcome:
-    return Outcome(code="OK", **kw)
-
-
 @dataclass(slots=True)
 class Span:
     """The outcome for rows [start, stop) of a sent batch (413 splits produce several)."""

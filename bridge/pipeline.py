@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.budget import ByteBudget
@@ -89,8 +89,6 @@ class RouteStats:
     rows_delivered: int = 0
     batches_sent: int = 0
     batches_failed: int = 0
-    bytes_out: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class RoutePipeline:

@@ -48,19 +48,12 @@ class Rows:
         return len(self.data)
 
     @property
-    def is_json(self) -> bool:
-        return self.columns is None
-
-    @property
     def shape(self) -> tuple[str, ...] | None:
         """Rows of the same shape can share one request."""
         return self.columns
 
     def caller_index(self, position: int) -> int:
         return position if self.index is None else self.index[position]
-
-    def op(self, position: int) -> int:
-        return 0 if self.ops is None else self.ops[position]
 
     def select(self, positions: list[int]) -> Rows:
         """The rows at ``positions`` (ascending), keeping their caller indices."""
@@ -95,6 +88,3 @@ class Rows:
             for p in parts:
                 ops.extend(p.ops if p.ops is not None else [0] * len(p.data))
         return Rows(parts[0].columns, data, ops)
-
-    def without_ops(self) -> bool:
-        return self.ops is None or not any(self.ops)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
@@ -161,9 +160,6 @@ def outcome_status(
         extra=extra,
     )
 
-
-def grpc_code(code_name: str) -> grpc.StatusCode:
-    return getattr(grpc.StatusCode, code_name)
 
 
 def error_info(st: status_pb2.Status) -> tuple[error_details_pb2.ErrorInfo, int] | None:
