@@ -24,6 +24,14 @@ from bridge import sample
 from bridge.emulators.base import Emulator
 
 
+class _Refused(Exception):
+    """A body Timeplus refuses: its exception code, message, and Proton's HTTP status for it."""
+
+    def __init__(self, code: int, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
 class TimeplusEmulator(Emulator):
     name = "timeplus"
 
@@ -73,6 +81,13 @@ class TimeplusEmulator(Emulator):
         return (user, password) == (self.user, self.password)
 
     # -- parsing ------------------------------------------------------------------------------
+    def _parse(self, request: web.Request, body: bytes, stream: str, ndjson_ok: bool) -> list[dict]:
+        """The rows of a body; _Refused with Timeplus' code when it would refuse them."""
+        try:
+            return self._rows(request, body, stream, ndjson_ok)
+        except (ValueError, UnicodeDecodeError) as e:  # not JSON at all
+            raise _Refused(117, f"Cannot parse input: {e}") from None
+
     def _rows(self, request: web.Request, body: bytes, stream: str, ndjson_ok: bool) -> list[dict]:
         fmt = request.query.get("format")
         ctype = request.headers.get("Content-Type", "")
@@ -82,21 +97,21 @@ class TimeplusEmulator(Emulator):
         if fmt == "compact":
             doc = orjson.loads(body)
             if not isinstance(doc, dict) or not isinstance(doc.get("columns"), list) or not doc["columns"]:
-                raise ValueError((117, "Invalid Request, 'columns' field is missing"))
+                raise _Refused(117, "Invalid Request, 'columns' field is missing")
             if not isinstance(doc.get("data"), list):
-                raise ValueError((117, "Invalid Request, missing 'data' field"))
+                raise _Refused(117, "Invalid Request, missing 'data' field")
             cols = doc["columns"]
             for c in cols:
                 if c not in allowed:
-                    raise LookupError((16, f"No such column {c} in stream default.{stream}"))
+                    raise _Refused(16, f"No such column {c} in stream default.{stream}", status=500)
             rows = []
             for r in doc["data"]:
                 if not isinstance(r, list) or len(r) != len(cols):
-                    raise ValueError((117, "Cannot parse input: row length differs from columns"))
+                    raise _Refused(117, "Cannot parse input: row length differs from columns")
                 rows.append(dict(zip(cols, r, strict=True)))
             return rows
         if fmt != "streaming" or not ndjson_ok:
-            raise ValueError((408, f"unsupported format {fmt}"))
+            raise _Refused(408, f"unsupported format {fmt}")
         rows = []
         text, pos = body.decode(), 0
         decoder = json.JSONDecoder()
@@ -111,7 +126,7 @@ class TimeplusEmulator(Emulator):
         for r in rows:
             missing = [c for c in self.streams[stream] if c not in r]
             if missing:
-                raise ValueError((117, f"column {missing[0]} is missing"))
+                raise _Refused(117, f"column {missing[0]} is missing")
         return rows
 
     def _store(self, rows: list[dict]) -> None:
@@ -138,12 +153,9 @@ class TimeplusEmulator(Emulator):
         if stream not in self.streams:
             return self._enterprise_error(400, 60, f"Stream default.{stream} doesn't exist")
         try:
-            rows = self._rows(request, cap.body, stream, ndjson_ok=True)
-        except LookupError as e:
-            return self._enterprise_error(400, *e.args[0])
-        except ValueError as e:
-            args = e.args[0] if isinstance(e.args[0], tuple) else (117, str(e))
-            return self._enterprise_error(400, *args)
+            rows = self._parse(request, cap.body, stream, ndjson_ok=True)
+        except _Refused as e:
+            return self._enterprise_error(400, e.code, e.message)  # the app server answers 400 for all of them
         cap.rows = rows
         self._store(rows)
         return web.Response(status=200)
@@ -173,12 +185,9 @@ class TimeplusEmulator(Emulator):
         if stream not in self.streams:
             return self._proton_error(404, 60, f"Stream default.{stream} doesn't exist")
         try:
-            rows = self._rows(request, cap.body, stream, ndjson_ok=False)
-        except LookupError as e:
-            return self._proton_error(500, *e.args[0])
-        except ValueError as e:
-            args = e.args[0] if isinstance(e.args[0], tuple) else (117, str(e))
-            return self._proton_error(400, *args)
+            rows = self._parse(request, cap.body, stream, ndjson_ok=False)
+        except _Refused as e:
+            return self._proton_error(e.status, e.code, e.message)
         request_id = str(uuid.uuid4())
         ident = h.get("x-timeplus-idempotent-id")
         seen = self.idempotent.setdefault(stream, deque(maxlen=1000))
