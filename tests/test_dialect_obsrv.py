@@ -189,3 +189,14 @@ async def test_events_over_one_megabyte_are_rejected_by_index(obsrv, bridge_fact
     assert (ack.accepted, ack.rejected) == (2, 1)
     assert ack.errors[0].index == 1 and "at most 1048576" in ack.errors[0].reason
     assert obsrv.rows == [{"a": 1}, {"a": 3}]
+
+
+async def test_typed_rows_over_one_megabyte_are_rejected_by_index_too(obsrv, bridge_factory, channel_factory):
+    b = await bridge_factory({"r": route(obsrv)}, limits={"max_message_bytes": "8MiB"})
+    req = pb.IngestRequest(route="r")
+    req.rows.columns.extend(["id", "blob"])
+    for i, size in enumerate((10, 1_100_000, 10)):
+        req.rows.rows.add().values.extend([pb.Value(int=i), pb.Value(string="x" * size)])
+    ack = await channel_factory(b).IngestBatch(req)
+    assert (ack.accepted, [e.index for e in ack.errors]) == (2, [1])
+    assert [r["id"] for r in obsrv.rows] == [0, 2]
