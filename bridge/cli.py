@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -127,8 +128,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     from bridge import sendfile
+    from bridge.client import Connection
 
-    return sendfile.main(args.target, args.route, args.file, args.format, args.batch_rows, args.window)
+    # The token comes from the environment, not a flag: flags show in `ps`.
+    token = os.environ.get(args.token_env) or None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("ingest-bridge send: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    conn = Connection(token, args.tls_ca, args.tls_cert, args.tls_key)
+    return sendfile.main(args.target, args.route, args.file, args.format, args.batch_rows, args.window, conn)
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
@@ -187,6 +195,11 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--format", choices=["ndjson", "csv"], help="default: from the file name (.csv), else ndjson")
     f.add_argument("--batch-rows", type=int, default=1000)
     f.add_argument("--window", type=int, default=32, help="batches waiting for their acks at most")
+    f.add_argument("--token-env", default="INGEST_BRIDGE_TOKEN", metavar="VAR",
+                   help="environment variable holding the bearer token (default: INGEST_BRIDGE_TOKEN)")
+    f.add_argument("--tls-ca", help="TLS: the CA certificate that signed the bridge's certificate (PEM)")
+    f.add_argument("--tls-cert", help="mTLS: this client's certificate (PEM)")
+    f.add_argument("--tls-key", help="mTLS: this client's private key (PEM)")
     f.set_defaults(func=cmd_send)
 
     e = sub.add_parser("emulate", help="serve a local emulator of a target")

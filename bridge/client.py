@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,6 +27,35 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bridge.proto import pb, pb_grpc
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach the bridge: TLS when ``ca`` is set (mTLS with ``cert`` and ``key``), a bearer ``token``."""
+
+    token: str | None = None
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def channel(self, target: str) -> grpc.aio.Channel:
+        if self.ca is None:
+            if self.cert or self.key:
+                raise ValueError("a client certificate needs TLS: give the CA that signed the bridge's certificate")
+            return grpc.aio.insecure_channel(target)
+
+        def read(path: str | None) -> bytes | None:
+            return None if path is None else Path(path).read_bytes()
+
+        creds = grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+        return grpc.aio.secure_channel(target, creds)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else None
+
+    def __repr__(self) -> str:
+        return f"Connection(token={'***' if self.token else None}, ca={self.ca!r}, cert={self.cert!r})"
 
 
 def to_value(v: Any) -> pb.Value:
@@ -68,7 +98,8 @@ class Totals:
 
 async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.IngestRequest], window: int = 32,
                  retries: int = 5, totals: Totals | None = None,
-                 on_ack: Callable[[pb.BatchAck], None] | None = None) -> Totals:
+                 on_ack: Callable[[pb.BatchAck], None] | None = None,
+                 connection: Connection | None = None) -> Totals:
     """Send every request over IngestStream, at most ``window`` unacknowledged, resending after a dropped stream.
 
     Raises grpc.aio.AioRpcError when the bridge cannot be used (a non-retryable error, or ``retries`` used up).
@@ -77,8 +108,9 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
     pending: dict[int, pb.IngestRequest] = {}
     source = aiter(requests)
     exhausted = False
+    connection = connection or Connection()
     own = isinstance(target, str)
-    channel = grpc.aio.insecure_channel(target) if own else target
+    channel = connection.channel(target) if isinstance(target, str) else target
     stub = pb_grpc.IngestServiceStub(channel)
 
     async def writer(call, room: asyncio.Semaphore) -> None:
@@ -100,7 +132,7 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
     attempt = 0
     try:
         while True:
-            call = stub.IngestStream()
+            call = stub.IngestStream(metadata=connection.metadata)
             room = asyncio.Semaphore(window)
             totals.resent += len(pending)
             task = asyncio.create_task(writer(call, room))
@@ -136,8 +168,10 @@ class IngestClient:
     """Batches rows for one route and streams them to the bridge in the background."""
 
     def __init__(self, target: str, route: str, batch_rows: int = 1000, window: int = 32,
-                 columns: Sequence[str] | None = None, retries: int = 5) -> None:
+                 columns: Sequence[str] | None = None, retries: int = 5,
+                 connection: Connection | None = None) -> None:
         self.target, self.route, self.batch_rows = target, route, batch_rows
+        self.connection = connection
         self.columns = list(columns) if columns is not None else None
         self.totals = Totals()
         self._window, self._retries = window, retries
@@ -148,7 +182,7 @@ class IngestClient:
 
     async def __aenter__(self) -> IngestClient:
         self._task = asyncio.create_task(stream(self.target, self._requests(), self._window, self._retries,
-                                                self.totals))
+                                                self.totals, connection=self.connection))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -17,17 +17,20 @@ from typing import Any
 import yaml
 
 from bridge.config_model import (
+    AccessConfig,
     BatchConfig,
     BridgeConfig,
+    CallerToken,
     ColumnSpec,
     DeliveryConfig,
     LimitsConfig,
     RouteConfig,
     Secret,
+    TLSConfig,
 )
 from bridge.errors import ConfigError
 
-TOP_KEYS = ("listen", "http", "limits", "routes")
+TOP_KEYS = ("listen", "http", "tls", "access", "limits", "routes")
 ROUTE_KEYS = ("dialect", "url", "target", "auth", "options", "batch", "delivery", "columns", "on_bad_row", "spool")
 COLUMN_TYPES = ("int", "uint", "double", "bool", "string", "bytes", "timestamp", "json")
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -193,6 +196,15 @@ _DELIVERY_RULES: dict[str, tuple[Callable[[Any], Any], str, float | None, bool]]
 _LIMIT_RULES: dict[str, tuple[Callable[[Any], Any], str, float | None, bool]] = {
     "max_message_bytes": (parse_size, "a size such as 16MiB (> 0)", 1, False),
     "max_buffered_bytes": (parse_size, "a size such as 256MiB (> 0)", 1, False),
+    "max_rows_per_message": (_int, "a positive integer", 1, False),
+    "max_columns": (_int, "a positive integer", 1, False),
+    "max_value_bytes": (parse_size, "a size such as 1MiB (> 0)", 1, False),
+    "max_depth": (_int, "a positive integer", 1, False),
+    "max_calls": (_int, "a positive integer", 1, False),
+    "max_streams_per_connection": (_int, "a positive integer", 1, False),
+    "max_pending_acks": (_int, "a positive integer", 1, False),
+    "handshake_timeout": (parse_duration, "a duration such as 10s (> 0)", 0, True),
+    "idle_timeout": (parse_duration, "a duration such as 15m (> 0)", 0, True),
 }
 
 
@@ -302,6 +314,90 @@ def _auth(problems: _Problems, path: str, raw: Any, forms: tuple[frozenset[str],
                 problems.add(f"{path}.{key}", "must not contain CR or LF")
             out[key] = Secret(text)
     return out
+
+
+def _pem_file(problems: _Problems, path: str, value: Any, what: str) -> str | None:
+    if not isinstance(value, str) or not value:
+        problems.add(path, f"is required: the path of a PEM file holding {what}")
+        return None
+    try:
+        text = Path(value).read_bytes()
+    except OSError as e:
+        problems.add(path, f"cannot read {value}: {e.strerror}")
+        return None
+    if b"-----BEGIN " not in text:
+        problems.add(path, f"{value} is not a PEM file (no -----BEGIN line)")
+    return value
+
+
+def _tls(problems: _Problems, raw: Any) -> TLSConfig | None:
+    if raw is None or raw is False:
+        return None
+    if not isinstance(raw, dict):
+        problems.add("tls", "expected a mapping with cert, key and optionally client_ca")
+        return None
+    _unknown(problems, "tls", raw, ("cert", "key", "client_ca"))
+    cert = _pem_file(problems, "tls.cert", raw.get("cert"), "the server's certificate chain")
+    key = _pem_file(problems, "tls.key", raw.get("key"), "the server's private key")
+    ca = None
+    if raw.get("client_ca") is not None:
+        ca = _pem_file(problems, "tls.client_ca", raw.get("client_ca"), "the CA that signs callers' certificates")
+    if cert is None or key is None:
+        return None
+    return TLSConfig(cert, key, ca)
+
+
+def _access(problems: _Problems, raw: Any, routes: Mapping[str, Any]) -> AccessConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.add("access", "expected a mapping with a list of tokens")
+        return None
+    _unknown(problems, "access", raw, ("tokens",))
+    items = raw.get("tokens")
+    if not isinstance(items, list) or not items:
+        problems.add("access.tokens", "expected a list of {name, token, routes}")
+        return None
+    out: list[CallerToken] = []
+    seen_names: set[str] = set()
+    seen_tokens: set[str] = set()
+    for i, item in enumerate(items):
+        path = f"access.tokens[{i}]"
+        if not isinstance(item, dict):
+            problems.add(path, "expected a mapping with name, token and routes")
+            continue
+        _unknown(problems, path, item, ("name", "token", "routes"))
+        name = str(item.get("name") or f"token{i}")
+        if name in seen_names:
+            problems.add(f"{path}.name", f"{name!r} is used twice")
+        seen_names.add(name)
+        token = item.get("token")
+        if not isinstance(token, (str, int)) or isinstance(token, bool) or not str(token):
+            problems.add(f"{path}.token", "is required: the bearer token callers present (from ${VAR})")
+            continue
+        token = str(token)
+        if any(c.isspace() for c in token) or not token.isprintable():
+            problems.add(f"{path}.token", "must be printable characters without spaces")
+        if token in seen_tokens:
+            problems.add(f"{path}.token", "the same token is given twice")
+        seen_tokens.add(token)
+        if "routes" not in item:
+            problems.add(f"{path}.routes", 'is required: the routes this token may use, or "*" for every route')
+            continue
+        allowed = item["routes"]
+        if allowed == "*" or allowed == ["*"]:
+            out.append(CallerToken(name, Secret(token), None))
+            continue
+        if not isinstance(allowed, list) or not all(isinstance(r, str) for r in allowed):
+            problems.add(f"{path}.routes", 'expected a list of route names, or "*" for every route')
+            continue
+        for r in allowed:
+            if r not in routes:
+                hint = difflib.get_close_matches(r, list(routes), n=1)
+                more = f" (did you mean {hint[0]!r}?)" if hint else ""
+                problems.add(f"{path}.routes", f"route {r!r} is not configured{more}")
+        out.append(CallerToken(name, Secret(token), frozenset(allowed)))
+    return AccessConfig(tuple(out))
 
 
 def _url(problems: _Problems, path: str, value: Any) -> str:
@@ -438,9 +534,11 @@ def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = 
             route = _route(problems, str(name), raw)
             if route is not None:
                 routes[str(name)] = route
+    tls = _tls(problems, doc.get("tls"))
+    access = _access(problems, doc.get("access"), routes_raw if isinstance(routes_raw, dict) else {})
     if problems.items:
         raise ConfigError(problems.items)
-    return BridgeConfig(listen=listen, http=http, routes=routes, limits=limits)
+    return BridgeConfig(listen=listen, http=http, routes=routes, limits=limits, tls=tls, access=access)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> BridgeConfig:
@@ -462,8 +560,14 @@ def _masked(value: Any) -> Any:
 def describe(config: BridgeConfig) -> str:
     """The resolved configuration for people: every route with its settings, secrets as ***."""
     lines = [f"listen: {config.listen}", f"http: {config.http or 'off'}",
-             f"limits: max_message_bytes={config.limits.max_message_bytes} "
-             f"max_buffered_bytes={config.limits.max_buffered_bytes}"]
+             "limits: " + " ".join(f"{f.name}={getattr(config.limits, f.name)}" for f in fields(config.limits))]
+    if config.tls is not None:
+        lines.append(f"tls: cert={config.tls.cert} key={config.tls.key} "
+                     f"client_ca={config.tls.client_ca or 'none (callers need no certificate)'}")
+    if config.access is not None:
+        for t in config.access.tokens:
+            lines.append(f"access: token {t.name} (***) may use "
+                         + (", ".join(sorted(t.routes)) if t.routes is not None else "every route"))
     for name, r in config.routes.items():
         lines.append(f"route {name}: dialect={r.dialect} url={r.url}" + (f" target={r.target}" if r.target else ""))
         if r.auth:

@@ -77,8 +77,43 @@ class RouteConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
+    """What one caller may send and hold: every limit is checked with an error that names it."""
+
     max_message_bytes: int = 16 * MiB  # one gRPC message
     max_buffered_bytes: int = 128 * MiB  # over all routes (estimated memory of accepted rows)
+    max_rows_per_message: int = 100_000
+    max_columns: int = 1000
+    # The longest single value on the wire: a string, bytes, one JSON object or one user message.
+    max_value_bytes: int = 1 * MiB
+    max_depth: int = 32  # nesting of lists and maps in a value (and of arrays and objects in JSON rows)
+    max_calls: int = 1000  # concurrent calls over all connections
+    max_streams_per_connection: int = 100
+    max_pending_acks: int = 1000  # per stream: acks a caller has not read before the bridge stops reading
+    handshake_timeout: float = 10.0  # seconds a new connection has to finish its TLS / HTTP/2 preface
+    idle_timeout: float = 900.0  # a connection without calls is closed after this long
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS on the gRPC port; with ``client_ca`` every caller must present a certificate it signed (mTLS)."""
+
+    cert: str
+    key: str
+    client_ca: str | None = None
+
+
+@dataclass(frozen=True)
+class CallerToken:
+    """One bearer token callers present, and the routes it may use (``None``: every route)."""
+
+    name: str
+    token: Secret
+    routes: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    tokens: tuple[CallerToken, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,3 +122,5 @@ class BridgeConfig:
     http: str | None = "127.0.0.1:9464"
     routes: dict[str, RouteConfig] = field(default_factory=dict)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    tls: TLSConfig | None = None
+    access: AccessConfig | None = None  # None: callers need no token

@@ -101,7 +101,7 @@ def _status_text(st) -> str:
 
 async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: int = 1000, window: int = 32,
                retries: int = 5, total_bytes: int | None = None, out: TextIO = sys.stderr,
-               tty: bool | None = None) -> int:
+               tty: bool | None = None, connection: client.Connection | None = None) -> int:
     progress = Progress(out, total_bytes, out.isatty() if tty is None else tty)
     source = read_objects(stream, fmt)
     read_bytes = 0
@@ -130,7 +130,7 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
         progress.show(read_bytes)
 
     try:
-        totals = await client.stream(target, requests(), window, retries, on_ack=on_ack)
+        totals = await client.stream(target, requests(), window, retries, on_ack=on_ack, connection=connection)
     except grpc.aio.AioRpcError as e:
         print(f"\ningest-bridge send: the stream failed: {e.code().name}: {e.details()}", file=out)
         return 2
@@ -146,11 +146,12 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
     return 0 if totals.rejected == 0 and not totals.failed else 1
 
 
-def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, window: int) -> int:
+def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, window: int,
+         connection: client.Connection | None = None) -> int:
     if fmt is None:
         fmt = "csv" if path.lower().endswith(".csv") else "ndjson"
     if path == "-":
-        return asyncio.run(send(target, route, sys.stdin.buffer, fmt, batch_rows, window))
+        return asyncio.run(send(target, route, sys.stdin.buffer, fmt, batch_rows, window, connection=connection))
     try:
         size = os.path.getsize(path)
         f = open(path, "rb")  # noqa: SIM115 - closed below, after the stream
@@ -158,4 +159,5 @@ def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, w
         print(f"ingest-bridge send: {path}: {e.strerror}", file=sys.stderr)
         return 2
     with f:
-        return asyncio.run(send(target, route, f, fmt, batch_rows, window, total_bytes=size))
+        return asyncio.run(send(target, route, f, fmt, batch_rows, window, total_bytes=size,
+                                connection=connection))

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import grpc
 from aiohttp import web
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from bridge.access import Access
 from bridge.budget import ByteBudget
-from bridge.config_model import BridgeConfig
+from bridge.config_model import BridgeConfig, TLSConfig
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics
 from bridge.pipeline import RoutePipeline
 from bridge.proto import SERVICE_NAME, pb
 from bridge.send.transport import Transport
-from bridge.service import IngestService
+from bridge.service import IngestService, Sized
 
 log = logging.getLogger("bridge.server")
 
@@ -26,9 +29,13 @@ ROUTE_HEALTH_PREFIX = "ingestbridge.v1.route/"
 
 
 def _handlers(service: IngestService) -> grpc.GenericRpcHandler:
-    def sized(data: bytes) -> tuple[pb.IngestRequest, int]:
-        # The wire size is what the request costs in the route's byte budget.
-        return pb.IngestRequest.FromString(data), len(data)
+    def sized(data: bytes) -> Sized:
+        # The wire size is what the request costs in the route's byte budget. A message that does not parse
+        # is answered INVALID_ARGUMENT by the service (a raising deserializer would make it INTERNAL).
+        try:
+            return pb.IngestRequest.FromString(data), len(data), None
+        except DecodeError as e:
+            return pb.IngestRequest(), len(data), str(e) or "cannot parse"
 
     ser = pb.BatchAck.SerializeToString
     return grpc.method_handlers_generic_handler(
@@ -58,12 +65,22 @@ def build_routes(config: BridgeConfig, transport: Transport, budget: ByteBudget 
     routes, problems = {}, []
     for name, rc in config.routes.items():
         try:
-            routes[name] = RoutePipeline(rc, transport, budget, metrics)
+            routes[name] = RoutePipeline(rc, transport, budget, metrics, config.limits)
         except ConfigError as e:
             problems += e.problems
     if problems:
         raise ConfigError(problems)
     return routes
+
+
+def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
+    """The gRPC port's TLS; with a client CA, callers without a certificate it signed are refused (mTLS)."""
+    try:
+        cert, key = Path(tls.cert).read_bytes(), Path(tls.key).read_bytes()
+        ca = Path(tls.client_ca).read_bytes() if tls.client_ca else None
+    except OSError as e:
+        raise ConfigError(f"tls: cannot read {e.filename}: {e.strerror}") from None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
 
 class Bridge:
@@ -78,7 +95,9 @@ class Bridge:
         self.budget = ByteBudget(config.limits.max_buffered_bytes)
         self.metrics = Metrics()
         self.routes = build_routes(config, self.transport, self.budget, self.metrics)
-        self.service = IngestService(self.routes)
+        limits = config.limits
+        self.service = IngestService(self.routes, Access(config.access), limits.max_pending_acks,
+                                     limits.max_rows_per_message, limits.max_calls)
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -90,18 +109,20 @@ class Bridge:
         self._route_state: dict[str, int] = {}
 
     async def start(self) -> None:
-        limit = self.config.limits.max_message_bytes
+        limits = self.config.limits
         self.server = grpc.aio.server(
             options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
+                ("grpc.max_receive_message_length", limits.max_message_bytes),
+                ("grpc.max_send_message_length", limits.max_message_bytes),
                 ("grpc.so_reuseport", 1 if self._reuse_port else 0),
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.keepalive_timeout_ms", 20_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-                ("grpc.max_connection_idle_ms", 15 * 60_000),
+                ("grpc.max_connection_idle_ms", int(limits.idle_timeout * 1000)),
+                ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
+                ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
                 ("grpc.http2.bdp_probe", 0),
-            ]
+            ],
         )
         self.server.add_generic_rpc_handlers((_handlers(self.service),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -109,7 +130,11 @@ class Bridge:
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
         )
-        self.port = self.server.add_insecure_port(self.listen)
+        tls = self.config.tls
+        if tls is None:
+            self.port = self.server.add_insecure_port(self.listen)
+        else:
+            self.port = self.server.add_secure_port(self.listen, server_credentials(tls))
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")
         for route in self.routes.values():

@@ -18,13 +18,15 @@ from google.rpc import status_pb2
 from grpc_status import rpc_status
 
 from bridge import acks, status
+from bridge.access import Access, Caller
 from bridge.errors import BatchRejected
 from bridge.pipeline import RoutePipeline, Ticket
 from bridge.proto import pb
 
 log = logging.getLogger("bridge.service")
 
-Sized = tuple[pb.IngestRequest, int]
+# A request as read off the wire: the message, its size, and why it could not be parsed (None when it could).
+Sized = tuple[pb.IngestRequest, int, str | None]
 
 
 async def abort(context: grpc.aio.ServicerContext, st: status_pb2.Status) -> None:
@@ -38,10 +40,35 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
 
 
 class IngestService:
-    def __init__(self, routes: dict[str, RoutePipeline]) -> None:
+    def __init__(self, routes: dict[str, RoutePipeline], access: Access | None = None,
+                 max_pending_acks: int = 1000, max_rows_per_message: int = 100_000, max_calls: int = 1000) -> None:
         self.routes = routes
+        self.max_calls = max_calls
+        self.calls = 0  # ingest calls open now
+        self.access = access or Access(None)
+        self.max_pending_acks = max_pending_acks
+        self.max_rows = max_rows_per_message
 
-    def _route(self, name: str, previous: RoutePipeline | None) -> RoutePipeline:
+    async def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        """Who is calling; a call without a valid token ends here, before any message is read."""
+        try:
+            return self.access.caller(context.invocation_metadata())
+        except BatchRejected as e:
+            await abort(context, acks.rejected_status(e, "", None))
+            raise AssertionError("unreachable") from None
+
+    async def _open(self, context: grpc.aio.ServicerContext) -> Caller:
+        """A new ingest call: its caller, and one of ``max_calls`` slots (the caller releases it)."""
+        caller = await self._caller(context)
+        if self.calls >= self.max_calls:
+            e = BatchRejected("UNAVAILABLE", "TOO_MANY_CALLS",
+                              f"{self.calls} calls are open, the limit is {self.max_calls} (limits.max_calls); "
+                              "retry shortly", {"limit": str(self.max_calls)}, retry_after=1.0)
+            await abort(context, acks.rejected_status(e, "", None))
+        self.calls += 1
+        return caller
+
+    def _route(self, name: str, previous: RoutePipeline | None, caller: Caller) -> RoutePipeline:
         if not name:
             if previous is not None:
                 return previous
@@ -51,12 +78,25 @@ class IngestService:
             )
         route = self.routes.get(name)
         if route is None:
+            # Only the routes this caller may use are named: the list is not a way to discover the others.
+            mine = [r for r in sorted(self.routes) if caller.may_use(r)]
             raise BatchRejected(
                 "NOT_FOUND", "ROUTE_NOT_FOUND",
-                f"route {name!r} is not configured; configured: {', '.join(sorted(self.routes)) or 'none'}",
+                f"route {name!r} is not configured; configured: {', '.join(mine) or 'none'}",
                 {"route": name},
             )
+        self.access.check(caller, name)
         return route
+
+    def _check_size(self, request: pb.IngestRequest, bad: str | None) -> None:
+        if bad is not None:
+            raise BatchRejected("INVALID_ARGUMENT", "MALFORMED_REQUEST",
+                                f"the message is not an ingestbridge.v1.IngestRequest: {bad}")
+        n = acks.request_rows(request)
+        if n > self.max_rows:
+            raise BatchRejected("INVALID_ARGUMENT", "TOO_MANY_ROWS",
+                                f"the message holds {n} rows; the limit is {self.max_rows} "
+                                "(limits.max_rows_per_message): split it", {"limit": str(self.max_rows)})
 
     async def _admit(self, request: pb.IngestRequest, size: int, route: RoutePipeline,
                      context: grpc.aio.ServicerContext, track: list[Ticket] | None = None) -> Ticket:
@@ -64,7 +104,7 @@ class IngestService:
         charge = route.charge(request, size)
         await route.reserve(charge)
         try:
-            rows, errors = route.prepare(request)
+            rows, errors = route.prepare(request, size)
         except BatchRejected:
             route.budget.release(charge)
             raise
@@ -83,10 +123,12 @@ class IngestService:
         await route.submit(ticket, rows, charge, size)
         return ticket
 
-    async def _next(self, request: pb.IngestRequest, size: int, previous: RoutePipeline | None,
+    async def _next(self, sized: Sized, previous: RoutePipeline | None, caller: Caller,
                     context: grpc.aio.ServicerContext, track: list[Ticket]) -> tuple[RoutePipeline, Ticket]:
         """One message of a stream: its route (empty means the previous one) and its ticket."""
-        route = self._route(request.route, previous)
+        request, size, bad = sized
+        route = self._route(request.route, previous, caller)
+        self._check_size(request, bad)
         return route, await self._admit(request, size, route, context, track)
 
     @staticmethod
@@ -98,9 +140,17 @@ class IngestService:
 
     # -- unary -----------------------------------------------------------------------
     async def IngestBatch(self, sized: Sized, context: grpc.aio.ServicerContext) -> pb.BatchAck:
-        request, size = sized
+        caller = await self._open(context)
         try:
-            route = self._route(request.route, None)
+            return await self._ingest_batch(sized, context, caller)
+        finally:
+            self.calls -= 1
+
+    async def _ingest_batch(self, sized: Sized, context: grpc.aio.ServicerContext, caller: Caller) -> pb.BatchAck:
+        request, size, bad = sized
+        try:
+            route = self._route(request.route, None, caller)
+            self._check_size(request, bad)
             ticket = await self._admit(request, size, route, context)
         except BatchRejected as e:
             await abort(context, acks.rejected_status(e, request.route, request.sequence))
@@ -121,15 +171,28 @@ class IngestService:
     # -- bidirectional -----------------------------------------------------------------
     async def IngestStream(self, requests: AsyncIterator[Sized],
                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.BatchAck]:
+        caller = await self._open(context)
+        try:
+            async for ack in self._stream(requests, context, caller):
+                yield ack
+        finally:
+            self.calls -= 1
+
+    async def _stream(self, requests: AsyncIterator[Sized], context: grpc.aio.ServicerContext,
+                      caller: Caller) -> AsyncIterator[pb.BatchAck]:
+        # Bounded: a caller that never reads its acks stops being read, instead of piling them up here.
+        room = asyncio.Semaphore(self.max_pending_acks)
         queue: asyncio.Queue[Ticket | pb.BatchAck | None] = asyncio.Queue()
         live: list[Ticket] = []
 
         async def read() -> None:
             previous = None
             try:
-                async for request, size in requests:
+                async for sized in requests:
+                    request = sized[0]
+                    await room.acquire()
                     try:
-                        previous, ticket = await self._next(request, size, previous, context, live)
+                        previous, ticket = await self._next(sized, previous, caller, context, live)
                     except BatchRejected as e:
                         name = self._name(request, previous)
                         await queue.put(acks.rejected_ack(e, name, request.sequence, acks.request_rows(request)))
@@ -149,6 +212,7 @@ class IngestService:
                     live.remove(item)
                     item = self._ack(t)
                 yield item
+                room.release()
             await reader
         finally:
             # The caller went away (or the stream ended): nothing here may outlive it.
@@ -161,6 +225,14 @@ class IngestService:
 
     # -- client stream -------------------------------------------------------------------
     async def Ingest(self, requests: AsyncIterator[Sized], context: grpc.aio.ServicerContext) -> pb.IngestSummary:
+        caller = await self._open(context)
+        try:
+            return await self._ingest(requests, context, caller)
+        finally:
+            self.calls -= 1
+
+    async def _ingest(self, requests: AsyncIterator[Sized], context: grpc.aio.ServicerContext,
+                      caller: Caller) -> pb.IngestSummary:
         loop = asyncio.get_running_loop()
         tickets: list[Ticket] = []
         failed: asyncio.Future[tuple[Ticket | None, status_pb2.Status]] = loop.create_future()
@@ -172,9 +244,10 @@ class IngestService:
 
         async def read() -> None:
             previous = None
-            async for request, size in requests:
+            async for sized in requests:
+                request = sized[0]
                 try:
-                    previous, ticket = await self._next(request, size, previous, context, tickets)
+                    previous, ticket = await self._next(sized, previous, caller, context, tickets)
                 except BatchRejected as e:
                     if not failed.done():
                         failed.set_result((None, acks.rejected_status(e, self._name(request, previous),
@@ -231,8 +304,11 @@ class IngestService:
     # -- routes ------------------------------------------------------------------------
     async def ListRoutes(self, request: pb.ListRoutesRequest, context: grpc.aio.ServicerContext
                          ) -> pb.ListRoutesResponse:
+        caller = await self._caller(context)
         out = pb.ListRoutesResponse()
         for name in sorted(self.routes):
+            if not caller.may_use(name):
+                continue
             r = self.routes[name]
             info = out.routes.add(name=name, dialect=r.cfg.dialect, max_rows_per_request=r.max_rows)
             for c in r.cfg.columns or ():

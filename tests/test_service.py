@@ -204,10 +204,10 @@ async def test_a_caller_that_disconnects_mid_stream_leaves_nothing_behind(sink, 
             break
         await asyncio.sleep(0.01)
     assert route.budget.used > 0, "the rows are buffered, waiting for the linger time"
-    assert any("IngestStream" in t.get_coro().__qualname__ for t in asyncio.all_tasks())
+    assert any("IngestService._stream" in t.get_coro().__qualname__ for t in asyncio.all_tasks())
     call.cancel()
     def stream_tasks():
-        return [t for t in asyncio.all_tasks() if "IngestStream" in t.get_coro().__qualname__]
+        return [t for t in asyncio.all_tasks() if "IngestService._stream" in t.get_coro().__qualname__]
 
     for _ in range(200):
         if route.budget.used == 0 and not stream_tasks():
