@@ -10,12 +10,14 @@ built once per type.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import msgspec
 import orjson
 from google.protobuf.message import DecodeError
 
+from bridge.config_model import LimitsConfig
 from bridge.descriptors import MessageTypes
 from bridge.dialects.base import b64
 from bridge.errors import BatchRejected
@@ -25,10 +27,29 @@ from bridge.timefmt import TimeFormatter, format_nanos
 _PLAIN = frozenset(("int", "uint", "string", "bool"))
 # Checks JSON syntax without building objects: four times cheaper than parsing.
 _JSON_SYNTAX = msgspec.json.Decoder(msgspec.Raw)
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[^\[\]{}]+")
 
 
 def _invalid(message: str, reason: str = "INVALID_BATCH") -> BatchRejected:
     return BatchRejected("INVALID_ARGUMENT", reason, message)
+
+
+class LimitExceeded(ValueError):
+    """A value over one of ``limits``: its row is rejected with this message."""
+
+
+def _json_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in (syntactically valid) JSON."""
+    brackets = _BRACKETS.sub(b"", _STRINGS.sub(b"", raw))
+    depth = deepest = 0
+    for c in brackets:
+        if c in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def _check_names(names: list[str] | tuple[str, ...], what: str) -> None:
@@ -52,33 +73,67 @@ def _ops(ops: list[int], n: int, what: str) -> list[int] | None:
 class Decoder:
     """Decodes one route's requests; holds its timestamp format and message types."""
 
-    def __init__(self, ts: TimeFormatter, messages: MessageTypes | None = None, rfc3339: bool = True) -> None:
+    def __init__(self, ts: TimeFormatter, messages: MessageTypes | None = None, rfc3339: bool = True,
+                 limits: LimitsConfig | None = None) -> None:
         self.ts = ts
         self.rfc3339 = rfc3339
         self.messages = messages
+        limits = limits or LimitsConfig()
+        self.max_value = limits.max_value_bytes
+        self.max_depth = limits.max_depth
+        self.max_columns = limits.max_columns
+        self._long = True  # whether this request may hold a value over max_value_bytes (see begin)
+
+    def begin(self, size: int) -> None:
+        """Before each request: one of ``size`` wire bytes cannot hold a value longer than that."""
+        self._long = size > self.max_value
+
+    def _too_long(self, n: int) -> LimitExceeded:
+        return LimitExceeded(f"a value of {n} bytes is longer than {self.max_value} (limits.max_value_bytes)")
+
+    def _check_len(self, x: str | bytes) -> None:
+        # A str's UTF-8 size is between len and 4 * len: encode only when it could be over.
+        n = len(x)
+        if n * 4 > self.max_value and (n if isinstance(x, bytes) else len(x.encode("utf-8", "replace"))) \
+                > self.max_value:
+            raise self._too_long(n if isinstance(x, bytes) else len(x.encode("utf-8", "replace")))
+
+    def _check_columns(self, n: int, what: str) -> None:
+        if n > self.max_columns:
+            raise BatchRejected("INVALID_ARGUMENT", "TOO_MANY_COLUMNS",
+                                f"{what}: {n} columns; the limit is {self.max_columns} (limits.max_columns)",
+                                {"limit": str(self.max_columns)})
 
     # -- typed values ---------------------------------------------------------
-    def value(self, v: Any) -> Any:
+    def value(self, v: Any, depth: int = 0) -> Any:
         k = v.WhichOneof("kind")
         if k in _PLAIN:
-            return getattr(v, k)
+            x = getattr(v, k)
+            if k == "string" and self._long:
+                self._check_len(x)
+            return x
         if k is None or k == "null":
             return None
         if k == "double":
             d = v.double
             return d if math.isfinite(d) else None
         if k == "bytes":
+            if self._long:
+                self._check_len(v.bytes)
             return b64(v.bytes)
         if k == "timestamp":
             t = v.timestamp
             return self.ts(t.seconds, t.nanos)
+        if depth >= self.max_depth:
+            raise LimitExceeded(f"lists and maps nest deeper than {self.max_depth} levels (limits.max_depth)")
         if k == "list":
-            return [self.value(x) for x in v.list.values]
+            return [self.value(x, depth + 1) for x in v.list.values]
         # map
-        return {key: self.value(x) for key, x in v.map.fields.items()}
+        return {key: self.value(x, depth + 1) for key, x in v.map.fields.items()}
 
     def row_batch(self, batch: Any) -> tuple[Rows, list[RowError]]:
         columns = tuple(batch.columns)
+        self._check_columns(len(columns), "rows.columns")
         _check_names(columns, "rows.columns")
         n = len(columns)
         data: list[tuple] = []
@@ -87,7 +142,8 @@ class Decoder:
         ops: list[int] = []
         any_op = False
         value = self.value
-        plain = _PLAIN
+        # The plain fast path skips length checks: only for requests too small to hold a long value.
+        plain = frozenset() if self._long else _PLAIN
         for i, row in enumerate(batch.rows):
             values = row.values
             if len(values) != n:
@@ -109,31 +165,57 @@ class Decoder:
         return Rows(columns, data, ops if any_op else None, index if errors else None), errors
 
     # -- columnar -------------------------------------------------------------
-    def _column(self, col: Any) -> list:
+    def _column(self, col: Any, bad: dict[int, str]) -> list:
+        """A column's values; rows whose value breaks a limit are noted in ``bad`` (and hold None)."""
         kind = col.WhichOneof("data")
         if kind is None:
             return []
         if kind in ("ints", "uints", "bools", "strings"):
-            return list(getattr(col, kind).values)
+            vals = list(getattr(col, kind).values)
+            if kind == "strings" and self._long:
+                self._long_values(vals, bad)
+            return vals
         if kind == "doubles":
             vals = list(col.doubles.values)
             if not math.isfinite(math.fsum(vals)):
                 vals = [x if math.isfinite(x) else None for x in vals]
             return vals
         if kind == "bytes":
-            return [b64(x) for x in col.bytes.values]
+            raw = col.bytes.values
+            if self._long:
+                self._long_values(raw, bad)
+            return [b64(x) for x in raw]
         if kind == "timestamps":
             return format_nanos(col.timestamps.values, self.ts, self.rfc3339)
-        return [self.value(v) for v in col.values.values]
+        out = []
+        value = self.value
+        for i, v in enumerate(col.values.values):
+            try:
+                out.append(value(v))
+            except (ValueError, OverflowError, OSError) as e:
+                bad.setdefault(i, f"column {col.name!r}: bad value: {e}")
+                out.append(None)
+        return out
+
+    def _long_values(self, vals: Any, bad: dict[int, str]) -> None:
+        if max(map(len, vals), default=0) * 4 <= self.max_value:
+            return
+        for i, x in enumerate(vals):
+            try:
+                self._check_len(x)
+            except LimitExceeded as e:
+                bad.setdefault(i, str(e))
 
     def column_batch(self, batch: Any) -> tuple[Rows, list[RowError]]:
         names = [c.name for c in batch.columns]
+        self._check_columns(len(names), "columns")
         _check_names(names, "columns")
         arrays = []
         length = None
+        bad: dict[int, str] = {}
         for col in batch.columns:
             try:
-                arr = self._column(col)
+                arr = self._column(col, bad)
             except (ValueError, OverflowError, OSError) as e:
                 raise _invalid(f"column {col.name!r}: bad value: {e}") from None
             if col.WhichOneof("data") is None:
@@ -152,7 +234,11 @@ class Decoder:
                     raise _invalid(f"column {col.name!r}: null row {r} is past the last row {length - 1}")
                 arr[r] = None
         data = list(zip(*arrays, strict=True)) if arrays else [() for _ in range(length)]
-        return Rows(tuple(names), data, _ops(list(batch.ops), length, "columns.ops")), []
+        rows = Rows(tuple(names), data, _ops(list(batch.ops), length, "columns.ops"))
+        if not bad:
+            return rows, []
+        errors = [RowError(i, "", bad[i]) for i in sorted(bad) if i < length]
+        return rows.select([i for i in range(length) if i not in bad]), errors
 
     # -- the caller's own messages ---------------------------------------------
     def message_batch(self, batch: Any) -> tuple[Rows, list[RowError]]:
@@ -173,7 +259,11 @@ class Decoder:
         data: list[tuple] = []
         index: list[int] = []
         errors: list[RowError] = []
+        long = self._long
         for i, raw in enumerate(batch.messages):
+            if long and len(raw) > self.max_value:
+                errors.append(RowError(i, "", str(self._too_long(len(raw)))))
+                continue
             try:
                 data.append(to_row(parse(raw)))
             except DecodeError as e:
@@ -196,12 +286,20 @@ class Decoder:
         objs: list[dict] | None = [] if parse else None
         index: list[int] = []
         errors: list[RowError] = []
+        long, depth = self._long, self.max_depth
         for i, raw in enumerate(batch.objects):
             problem = None
             try:
+                if long and len(raw) > self.max_value:
+                    raise self._too_long(len(raw))
                 check(raw)
+                # Counting brackets is cheap; only a row with enough of them to be too deep is measured.
+                if raw.count(b"[") + raw.count(b"{") > depth and _json_depth(raw) > depth:
+                    raise LimitExceeded(f"arrays and objects nest deeper than {depth} levels (limits.max_depth)")
             except msgspec.DecodeError as e:
                 problem = f"not valid JSON: {e}"
+            except LimitExceeded as e:
+                problem = str(e)
             else:
                 if not raw.isascii():
                     try:

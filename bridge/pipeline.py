@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.budget import ByteBudget
-from bridge.config_model import RouteConfig
+from bridge.config_model import LimitsConfig, RouteConfig
 from bridge.decode import Decoder
 from bridge.descriptors import MessageTypes
 from bridge.dialects import DIALECTS
@@ -93,7 +93,7 @@ class RouteStats:
 
 class RoutePipeline:
     def __init__(self, cfg: RouteConfig, transport: Transport, global_budget: ByteBudget | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, limits: LimitsConfig | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.name = cfg.name
@@ -105,7 +105,7 @@ class RoutePipeline:
             messages = MessageTypes(path, ts) if path else None
         except ConfigError as e:
             raise ConfigError([f"routes.{cfg.name}.options.descriptor_set: {p}" for p in e.problems]) from None
-        self.decoder = Decoder(ts, messages, rfc3339=mode == "rfc3339")
+        self.decoder = Decoder(ts, messages, rfc3339=mode == "rfc3339", limits=limits)
         self.validator = Validator(cfg.columns) if cfg.columns else None
         self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
         cap = self.dialect.rows_per_request()
@@ -131,8 +131,13 @@ class RoutePipeline:
         return self.budget.blocked or (self.budget.parent is not None and self.budget.parent.blocked)
 
     # -- receive side ------------------------------------------------------------
-    def prepare(self, request: Any) -> tuple[Rows, list[RowError]]:
-        """Decode and check one request: the rows to send and the rows rejected (by caller index)."""
+    def prepare(self, request: Any, size: int | None = None) -> tuple[Rows, list[RowError]]:
+        """Decode and check one request: the rows to send and the rows rejected (by caller index).
+
+        ``size`` is the request's wire size: below ``limits.max_value_bytes`` no value can be too long,
+        so lengths go unchecked.
+        """
+        self.decoder.begin(request.ByteSize() if size is None else size)
         kind = request.WhichOneof("payload")
         objects = None
         if kind == "rows":

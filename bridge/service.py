@@ -88,10 +88,13 @@ class IngestService:
         self.access.check(caller, name)
         return route
 
-    def _check_size(self, request: pb.IngestRequest, bad: str | None) -> None:
+    @staticmethod
+    def _check_parsed(bad: str | None) -> None:
         if bad is not None:
             raise BatchRejected("INVALID_ARGUMENT", "MALFORMED_REQUEST",
                                 f"the message is not an ingestbridge.v1.IngestRequest: {bad}")
+
+    def _check_size(self, request: pb.IngestRequest) -> None:
         n = acks.request_rows(request)
         if n > self.max_rows:
             raise BatchRejected("INVALID_ARGUMENT", "TOO_MANY_ROWS",
@@ -127,8 +130,9 @@ class IngestService:
                     context: grpc.aio.ServicerContext, track: list[Ticket]) -> tuple[RoutePipeline, Ticket]:
         """One message of a stream: its route (empty means the previous one) and its ticket."""
         request, size, bad = sized
+        self._check_parsed(bad)
         route = self._route(request.route, previous, caller)
-        self._check_size(request, bad)
+        self._check_size(request)
         return route, await self._admit(request, size, route, context, track)
 
     @staticmethod
@@ -149,8 +153,9 @@ class IngestService:
     async def _ingest_batch(self, sized: Sized, context: grpc.aio.ServicerContext, caller: Caller) -> pb.BatchAck:
         request, size, bad = sized
         try:
+            self._check_parsed(bad)
             route = self._route(request.route, None, caller)
-            self._check_size(request, bad)
+            self._check_size(request)
             ticket = await self._admit(request, size, route, context)
         except BatchRejected as e:
             await abort(context, acks.rejected_status(e, request.route, request.sequence))

@@ -182,7 +182,7 @@ async def test_invalid_input_is_not_retried(obsrv, bridge_factory, channel_facto
 
 
 async def test_events_over_one_megabyte_are_rejected_by_index(obsrv, bridge_factory, channel_factory):
-    b = await bridge_factory({"r": route(obsrv)}, limits={"max_message_bytes": "8MiB"})
+    b = await bridge_factory({"r": route(obsrv)}, limits={"max_message_bytes": "8MiB", "max_value_bytes": "4MiB"})
     req = pb.IngestRequest(route="r")
     req.json.objects.extend([b'{"a":1}', b'{"big":"' + b"x" * 1_100_000 + b'"}', b'{"a":3}'])
     ack = await channel_factory(b).IngestBatch(req)
@@ -192,7 +192,7 @@ async def test_events_over_one_megabyte_are_rejected_by_index(obsrv, bridge_fact
 
 
 async def test_typed_rows_over_one_megabyte_are_rejected_by_index_too(obsrv, bridge_factory, channel_factory):
-    b = await bridge_factory({"r": route(obsrv)}, limits={"max_message_bytes": "8MiB"})
+    b = await bridge_factory({"r": route(obsrv)}, limits={"max_message_bytes": "8MiB", "max_value_bytes": "4MiB"})
     req = pb.IngestRequest(route="r")
     req.rows.columns.extend(["id", "blob"])
     for i, size in enumerate((10, 1_100_000, 10)):
