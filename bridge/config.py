@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yarl import URL
 
 from bridge.config_model import (
     AccessConfig,
@@ -415,6 +416,11 @@ def _url(problems: _Problems, path: str, value: Any) -> str:
         problems.add(path, f"expected an http:// or https:// URL with a host, got {_shown(value)}")
     elif parts.username or parts.password:
         problems.add(path, "must not hold credentials; put them under auth")
+    elif parts.query or parts.fragment:
+        problems.add(path, "must not hold a query or fragment; dialect options set the query")
+    else:
+        # Escaped once here, so the request URLs built from it are sent exactly as built.
+        return str(URL(value))
     return value
 
 

@@ -29,6 +29,8 @@ _PLAIN = frozenset(("int", "uint", "string", "bool"))
 _JSON_SYNTAX = msgspec.json.Decoder(msgspec.Raw)
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(rb"[^\[\]{}]+")
+# What msgspec's syntax check passes but orjson (and most targets) refuse: big exponents, long integers, \u escapes.
+_RISKY = re.compile(rb"[0-9][eE][+-]?[0-9]{3}|[0-9]{19}|\\u")
 
 
 def _invalid(message: str, reason: str = "INVALID_BATCH") -> BatchRejected:
@@ -82,6 +84,7 @@ class Decoder:
         self.max_value = limits.max_value_bytes
         self.max_depth = limits.max_depth
         self.max_columns = limits.max_columns
+        self.max_rows = limits.max_rows_per_message
         self._long = True  # whether this request may hold a value over max_value_bytes (see begin)
 
     def begin(self, size: int) -> None:
@@ -135,6 +138,8 @@ class Decoder:
         columns = tuple(batch.columns)
         self._check_columns(len(columns), "rows.columns")
         _check_names(columns, "rows.columns")
+        if not columns and batch.rows:
+            raise _invalid("rows.columns is empty: name the columns that the rows' values fill")
         n = len(columns)
         data: list[tuple] = []
         index: list[int] = []
@@ -225,7 +230,12 @@ class Decoder:
             elif len(arr) != length:
                 raise _invalid(f"column {col.name!r} has {len(arr)} values, column {names[0]!r} has {length}")
             arrays.append(arr)
-        length = length or max((max(c.null_rows, default=-1) + 1 for c in batch.columns), default=0)
+        if length is None:  # every column is all null: the rows are as many as the null rows say
+            length = max((max(c.null_rows, default=-1) + 1 for c in batch.columns), default=0)
+            if length > self.max_rows:
+                raise BatchRejected("INVALID_ARGUMENT", "TOO_MANY_ROWS",
+                                    f"columns: null rows up to {length - 1}; the limit is {self.max_rows} rows "
+                                    "(limits.max_rows_per_message)", {"limit": str(self.max_rows)})
         for i, (col, arr) in enumerate(zip(batch.columns, arrays, strict=True)):
             if arr is None:
                 arrays[i] = arr = [None] * length
@@ -292,11 +302,18 @@ class Decoder:
             try:
                 if long and len(raw) > self.max_value:
                     raise self._too_long(len(raw))
-                check(raw)
-                # Counting brackets is cheap; only a row with enough of them to be too deep is measured.
+                # Counting brackets is cheap; only a row with enough of them to be too deep is measured
+                # (before the syntax check, which would recurse that deep).
                 if raw.count(b"[") + raw.count(b"{") > depth and _json_depth(raw) > depth:
                     raise LimitExceeded(f"arrays and objects nest deeper than {depth} levels (limits.max_depth)")
-            except msgspec.DecodeError as e:
+                check(raw)
+                if _RISKY.search(raw) is not None:
+                    # Valid JSON that targets' parsers refuse: 1e400, integers past 64 bits, lone surrogates.
+                    try:
+                        orjson.loads(raw)
+                    except orjson.JSONDecodeError as e:
+                        raise LimitExceeded(f"not valid JSON for the target: {e}") from None
+            except (msgspec.DecodeError, RecursionError) as e:
                 problem = f"not valid JSON: {e}"
             except LimitExceeded as e:
                 problem = str(e)

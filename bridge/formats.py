@@ -103,4 +103,20 @@ def csv_body(rows: Rows, header: bool = True, delimiter: str = ",", columns: lis
     if header:
         writer.writerow(cols)
     writer.writerows([_csv_cell(v) for v in r] for r in data)
-    return out.getvalue().encode()
+    text = out.getvalue()
+    if "\r" in text:
+        text = _csv_quoting_cr(cols if header else None, data, delimiter)
+    return text.encode()
+
+
+def _csv_quoting_cr(cols: list[str] | None, data: list, delimiter: str) -> str:
+    """The rare body with a carriage return in a value: the csv module quotes CR only when it ends lines."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    lines = []
+    for row in ([cols] if cols is not None else []) + [[_csv_cell(v) for v in r] for r in data]:
+        out.seek(0)
+        out.truncate()
+        writer.writerow(row)
+        lines.append(out.getvalue()[:-2])
+    return "\n".join(lines) + "\n" if lines else ""

@@ -29,6 +29,8 @@ def _rfc3339() -> TimeFormatter:
     cache: dict[int, str] = {}
 
     def fmt(seconds: int, nanos: int) -> str:
+        if not 0 <= nanos < NANOS:
+            raise ValueError(f"timestamp nanos {nanos} is outside 0..999999999")
         base = cache.get(seconds)
         if base is None:
             # Rows of one batch share a few seconds: the date part is cached.
@@ -46,18 +48,32 @@ def _rfc3339() -> TimeFormatter:
     return fmt
 
 
+_EPOCH = {"epoch_s": 1, "epoch_ms": 1000, "epoch_us": 1_000_000, "epoch_ns": NANOS}
+_INT64 = 2**63
+
+
+def _epoch(mode: str) -> TimeFormatter:
+    per_second = _EPOCH[mode]
+    # The widest seconds whose number still fits the int64 every target reads epochs into.
+    lo, hi = max(_MIN, -_INT64 // per_second), min(_MAX, (_INT64 - 1) // per_second - 1)
+    div = NANOS // per_second
+
+    def fmt(s: int, n: int) -> int | float:
+        if not lo <= s <= hi or not 0 <= n < NANOS:
+            raise ValueError(f"timestamp {s}s {n}ns is outside what {mode} can hold")
+        if per_second == 1:
+            return s if n == 0 else s + n / NANOS
+        return s * per_second + n // div
+
+    return fmt
+
+
 def formatter(mode: str) -> TimeFormatter:
     """A function (seconds, nanos) -> JSON value for the route's ``timestamps`` option."""
     if mode == "rfc3339":
         return _rfc3339()
-    if mode == "epoch_s":
-        return lambda s, n: s if n == 0 else s + n / NANOS
-    if mode == "epoch_ms":
-        return lambda s, n: s * 1000 + n // 1_000_000
-    if mode == "epoch_us":
-        return lambda s, n: s * 1_000_000 + n // 1000
-    if mode == "epoch_ns":
-        return lambda s, n: s * NANOS + n
+    if mode in _EPOCH:
+        return _epoch(mode)
     raise ValueError(f"unknown timestamps mode {mode!r}")
 
 

@@ -81,6 +81,8 @@ class HttpResponse:
 
 def segment(name: str) -> str:
     """A name as exactly one escaped path segment: it can never reach another path."""
+    if name in (".", ".."):
+        return name.replace(".", "%2E")  # a dot segment would be resolved away: keep it a name
     return quote(name, safe="")
 
 
@@ -144,13 +146,16 @@ class Dialect:
             return []
         allowed = self.supported_ops()
         errors = []
+        known = {int(o) for o in Op}
         for pos, op in enumerate(rows.ops):
             if op not in allowed:
+                # Op is an open enum on the wire: a number from a newer caller is named, not trusted.
+                name = Op(op).name if op in known else f"{op} (unknown)"
                 errors.append(
                     RowError(
                         rows.caller_index(pos),
                         "",
-                        f"op {Op(op).name} is not supported by route {self.route.name!r} "
+                        f"op {name} is not supported by route {self.route.name!r} "
                         f"({self.name}); it takes {', '.join(o.name for o in sorted(allowed))}",
                     )
                 )

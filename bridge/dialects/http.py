@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from yarl import URL
+
 from bridge import formats
 from bridge.dialects.base import COMMON_OPTIONS, Dialect, HttpRequest, Option, auth_headers_from_map
 
@@ -41,7 +43,7 @@ class HttpDialect(Dialect):
         super().__init__(route)
         o = self.opts
         self.format = o["format"]
-        self.url = route.url.rstrip("/") + o["path"] if o["path"] else route.url
+        self.url = str(URL(route.url.rstrip("/") + o["path"])) if o["path"] else route.url
         if o["query"]:
             from urllib.parse import urlencode
 

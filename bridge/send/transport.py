@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+from yarl import URL
 
 from bridge import __version__
 from bridge.dialects.base import HttpRequest, HttpResponse
@@ -41,7 +42,8 @@ class Transport:
         try:
             async with session.request(
                 request.method,
-                request.url,
+                # Sent as built: the dialects escaped every name, and nothing may resolve "%2E%2E" away.
+                URL(request.url, encoded=True),
                 data=body,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),

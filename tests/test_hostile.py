@@ -1,0 +1,116 @@
+"""Hostile inputs the fuzzing found, each pinned end to end: a clear answer, the row named, nothing else lost."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import grpc
+import pytest
+
+from bridge.formats import csv_body
+from bridge.proto import pb
+from bridge.rows import Rows
+from bridge.timefmt import formatter
+from tests.grpc_helpers import error_info, status_of
+from tests.test_service import route_to
+
+
+def ts_request(pairs: list[tuple[int, int]]) -> pb.IngestRequest:
+    req = pb.IngestRequest(route="r")
+    req.rows.columns.extend(["id", "ts"])
+    for i, (s, n) in enumerate(pairs):
+        v = pb.Value()
+        v.timestamp.seconds, v.timestamp.nanos = s, n
+        req.rows.rows.add().values.extend([pb.Value(int=i), v])
+    return req
+
+
+@pytest.mark.parametrize("mode", ["rfc3339", "epoch_ns"])
+async def test_timestamps_out_of_range_reject_their_row(sink, bridge_factory, channel_factory, mode):
+    b = await bridge_factory({"r": route_to(sink, options={"timestamps": mode})})
+    # nanos past a second, negative nanos, a year past 2262 (epoch_ns overflows int64), past 9999.
+    ack = await channel_factory(b).IngestBatch(ts_request(
+        [(0, 5), (0, 1_000_000_000), (0, -1), (10**10, 0), (10**12, 0)]))
+    bad = [1, 2, 3, 4] if mode == "epoch_ns" else [1, 2, 4]
+    assert [e.index for e in ack.errors] == bad
+    assert all("timestamp" in e.reason for e in ack.errors)
+    assert [r["id"] for r in sink.rows] == [i for i in range(5) if i not in bad]
+
+
+def test_epoch_formats_stay_within_int64():
+    for mode in ("epoch_ms", "epoch_us", "epoch_ns"):
+        fmt = formatter(mode)
+        with pytest.raises(ValueError, match=mode):
+            fmt(10**12, 0)
+    assert formatter("epoch_ns")(9_223_372_035, 0) == 9_223_372_035 * 10**9
+
+
+async def test_an_op_number_from_a_newer_caller_is_named_not_a_crash(sink, bridge_factory, channel_factory):
+    b = await bridge_factory({"r": route_to(sink)})
+    req = pb.IngestRequest(route="r")
+    req.json.objects.extend([b'{"a":1}', b'{"a":2}'])
+    req.json.ops.extend([pb.OP_INSERT, 7])
+    ack = await channel_factory(b).IngestBatch(req)
+    assert [e.index for e in ack.errors] == [1] and "op 7 (unknown) is not supported" in ack.errors[0].reason
+    assert sink.rows == [{"a": 1}]
+
+
+@pytest.mark.parametrize("columns, reason", [
+    ([("id", "ints", [], [0])], "null row 0 is past the last row"),  # an empty column is 0 rows, not unknown
+    ([("id", None, None, [4_000_000_000])], "TOO_MANY_ROWS"),  # all null: 4 billion rows from 10 bytes
+])
+async def test_column_shapes_that_cannot_be_rows_are_refused(sink, bridge_factory, channel_factory, columns, reason):
+    b = await bridge_factory({"r": route_to(sink)})
+    req = pb.IngestRequest(route="r")
+    for name, kind, values, nulls in columns:
+        c = req.columns.columns.add(name=name)
+        if kind:
+            getattr(c, kind).values.extend(values)
+            getattr(c, kind).SetInParent()
+        c.null_rows.extend(nulls)
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await channel_factory(b).IngestBatch(req)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason in e.value.details() or error_info(status_of(e.value)).reason == reason
+    assert not sink.requests
+
+
+async def test_json_that_only_a_lenient_parser_takes_is_rejected_by_row(sink, bridge_factory, channel_factory):
+    b = await bridge_factory({"r": route_to(sink)}, limits={"max_depth": 64})
+    req = pb.IngestRequest(route="r")
+    req.json.objects.extend([
+        b'{"ok":1}',
+        b'{"x":1e400}',  # infinity as a double
+        b'{"s":"\\ud800"}',  # a lone surrogate
+        b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}",  # deep enough to exhaust a recursive parser
+        b'{"big":123456789012345678901234567890}',  # a long integer: targets read it as a double, as orjson does
+    ])
+    ack = await channel_factory(b).IngestBatch(req)
+    assert [e.index for e in ack.errors] == [1, 2, 3]
+    assert "for the target" in ack.errors[0].reason and "deeper than 64" in ack.errors[2].reason
+    assert [list(r) for r in sink.rows] == [["ok"], ["big"]]
+
+
+def test_csv_quotes_a_bare_carriage_return():
+    rows = Rows(("a", "b\rc"), [("x\ry", 1), ("plain", 2)])
+    body = csv_body(rows).decode()
+    assert body == 'a,"b\rc"\n"x\ry",1\nplain,2\n'
+    assert list(csv.reader(io.StringIO(body, newline=""))) == [["a", "b\rc"], ["x\ry", "1"], ["plain", "2"]]
+
+
+async def test_a_dot_segment_target_stays_a_name(bridge_factory, channel_factory):
+    from bridge.emulators.obsrv import ObsrvEmulator
+
+    obsrv = ObsrvEmulator()
+    await obsrv.start()
+    try:
+        b = await bridge_factory({"r": {"dialect": "obsrv", "url": obsrv.url, "target": "..",
+                                        "batch": {"linger": "0s"}, "delivery": {"max_elapsed": "1s"}}})
+        req = pb.IngestRequest(route="r")
+        req.json.objects.append(b'{"a":1}')
+        with pytest.raises(grpc.aio.AioRpcError):
+            await channel_factory(b).IngestBatch(req)
+        assert [c.raw_path for c in obsrv.requests] == ["/v2/data/in/%2E%2E"]
+    finally:
+        await obsrv.stop()
