@@ -9,6 +9,8 @@ from collections.abc import Iterable
 
 import orjson
 
+from bridge.redact import Redactor, config_secrets
+
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -33,15 +35,22 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self.redact = Redactor(secrets)
+
+    @property
+    def secrets(self) -> list[str]:
+        return self.redact.secrets
+
+    @secrets.setter
+    def secrets(self, values: Iterable[str]) -> None:
+        self.redact = Redactor(values)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
+        if self.redact.secrets:
             text = record.getMessage()
-            if any(s in text for s in self.secrets):
-                for s in self.secrets:
-                    text = text.replace(s, "***")
-                record.msg, record.args = text, None
+            clean = self.redact(text)
+            if clean is not text:
+                record.msg, record.args = clean, None
         return True
 
 
@@ -58,12 +67,5 @@ def setup(level: str = "info", fmt: str = "json") -> RedactSecrets:
 
 
 def secrets_of(config) -> list[str]:
-    """Every secret value in a BridgeConfig (auth values and auth headers)."""
-    out = []
-    for route in config.routes.values():
-        for value in route.auth.values():
-            if isinstance(value, dict):
-                out += [v.value for v in value.values()]
-            else:
-                out.append(value.value)
-    return out
+    """Every secret value in a BridgeConfig (route credentials and callers' tokens)."""
+    return config_secrets(config)

@@ -15,6 +15,7 @@ from bridge import status
 from bridge.dialects.base import Dialect, HttpRequest
 from bridge.metrics import Metrics, status_class
 from bridge.outcome import Outcome, Span
+from bridge.redact import Redactor, route_secrets
 from bridge.rows import RowError, Rows
 from bridge.send.compress import compress_async
 from bridge.send.retry import RetryPolicy, parse_retry_after, with_retries
@@ -32,6 +33,7 @@ class Sender:
         self.policy = policy
         self.max_bytes = max_bytes
         self.route = dialect.route.name
+        self.redact = Redactor(route_secrets(dialect.route))
 
     async def _attempt(self, request: HttpRequest, body: bytes, headers: dict[str, str], rows: Rows,
                        timeout: float) -> Outcome:
@@ -40,9 +42,9 @@ class Sender:
             response = await self.transport.send(request, body, headers, timeout)
         except TransportError as e:
             self._observe(None, started, len(body))
-            return status.transport_failure(e.kind, e.detail)
+            return self._scrubbed(status.transport_failure(e.kind, e.detail))
         self._observe(response.status, started, len(body))
-        outcome = self.dialect.classify(response, rows)
+        outcome = self._scrubbed(self.dialect.classify(response, rows))
         if outcome.retryable and outcome.retry_after is None:
             outcome.retry_after = parse_retry_after(response.headers.get("retry-after"))
         if not outcome.ok:
@@ -50,6 +52,17 @@ class Sender:
                 "route=%s target answered HTTP %s (%s): %s", self.route, response.status, outcome.code,
                 outcome.message,
             )
+        return outcome
+
+    def _scrubbed(self, outcome: Outcome) -> Outcome:
+        """The outcome without the route's credentials: targets may echo them, callers must not see them."""
+        r = self.redact
+        if r.secrets:
+            outcome.message = r(outcome.message)
+            outcome.upstream_code = r(outcome.upstream_code)
+            outcome.upstream = {k: r(v) for k, v in outcome.upstream.items()}
+            for e in outcome.row_errors:
+                e.reason = r(e.reason)
         return outcome
 
     def _observe(self, http_status: int | None, started: float, nbytes: int) -> None:
@@ -97,8 +110,8 @@ class Sender:
         elif outcome.ok:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is None or remaining > 0:
-                outcome = await self.dialect.confirm(self.transport, outcome, deadline or
-                                                     time.monotonic() + self.policy.cfg.max_elapsed)
+                outcome = self._scrubbed(await self.dialect.confirm(
+                    self.transport, outcome, deadline or time.monotonic() + self.policy.cfg.max_elapsed))
         return [Span(0, n, outcome)]
 
     async def _split(self, rows: Rows, deadline: float | None) -> list[Span]:
