@@ -11,7 +11,7 @@ import signal
 import sys
 
 from bridge import __version__
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, SpoolError
 
 
 def _config_error(e: ConfigError) -> int:
@@ -68,8 +68,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _config_error(e)
     args.redact.secrets = logs.RedactSecrets(logs.secrets_of(config)).secrets
     if args.workers <= 1:
-        _run(_serve(config, args.listen))
+        try:
+            _run(_serve(config, args.listen))
+        except SpoolError as e:
+            print(f"ingest-bridge: {e}", file=sys.stderr)
+            return 2
         return 0
+    spooled = [name for name, r in config.routes.items() if r.spool is not None]
+    if spooled:
+        # One log has one writer: worker processes would each need their own.
+        print(f"ingest-bridge: --workers takes routes without a spool; spooled: {', '.join(spooled)}",
+              file=sys.stderr)
+        return 2
     listen = args.listen or config.listen
     if listen.endswith(":0"):
         print("ingest-bridge: --workers needs a fixed port to share", file=sys.stderr)

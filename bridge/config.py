@@ -27,6 +27,7 @@ from bridge.config_model import (
     LimitsConfig,
     RouteConfig,
     Secret,
+    SpoolConfig,
     TLSConfig,
 )
 from bridge.errors import ConfigError
@@ -401,6 +402,43 @@ def _access(problems: _Problems, raw: Any, routes: Mapping[str, Any]) -> AccessC
     return AccessConfig(tuple(out))
 
 
+def _spool(problems: _Problems, path: str, raw: Any) -> SpoolConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.add(path, "expected a mapping with dir, and optionally max_bytes, fsync, segment_bytes")
+        return None
+    _unknown(problems, path, raw, ("dir", "max_bytes", "fsync", "segment_bytes"))
+    directory = raw.get("dir")
+    if not isinstance(directory, str) or not directory:
+        problems.add(f"{path}.dir", "is required: the directory of the route's write-ahead log")
+        return None
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        problems.add(f"{path}.dir", f"{directory} exists and is not a directory")
+    elif not d.exists() and not d.parent.is_dir():
+        problems.add(f"{path}.dir", f"{directory} does not exist, nor does its parent {d.parent}")
+    elif not os.access(d if d.exists() else d.parent, os.W_OK):
+        problems.add(f"{path}.dir", f"{directory} is not writable")
+    out = SpoolConfig(directory)
+    values: dict[str, Any] = {}
+    for key, default in (("max_bytes", "1GiB"), ("segment_bytes", "16MiB")):
+        value = _check(problems, f"{path}.{key}", raw.get(key, default), parse_size, "a size such as 1GiB (> 0)", 1)
+        if value is not None:
+            values[key] = value
+    fsync = raw.get("fsync", "always")
+    if isinstance(fsync, dict) and set(fsync) == {"interval_ms"}:
+        fsync = f"{fsync['interval_ms']}ms"
+    if fsync != "always":
+        interval = _check(problems, f"{path}.fsync", fsync, parse_duration,
+                          "always, or an interval such as 10ms (or {interval_ms: 10})", 0, True)
+        if interval is not None:
+            values["fsync_interval"] = interval
+    if values.get("segment_bytes", out.segment_bytes) > values.get("max_bytes", out.max_bytes):
+        problems.add(f"{path}.segment_bytes", "must not be larger than max_bytes")
+    return replace(out, **values)
+
+
 def _url(problems: _Problems, path: str, value: Any) -> str:
     from urllib.parse import urlsplit
 
@@ -453,8 +491,6 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
         problems.add(path, "expected a mapping")
         return None
     _unknown(problems, path, raw, ROUTE_KEYS)
-    if "spool" in raw:
-        problems.add(f"{path}.spool", "spool mode is not available in this version")
     dialect_name = raw.get("dialect")
     if dialect_name is None:
         problems.add(f"{path}.dialect", f"is required; one of {', '.join(DIALECTS)}")
@@ -496,6 +532,7 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
                           _converted(dialect.delivery_defaults, _DELIVERY_RULES)),
         columns=_columns(problems, f"{path}.columns", raw.get("columns")),
         on_bad_row=on_bad_row,
+        spool=_spool(problems, f"{path}.spool", raw.get("spool")),
     )
     if len(problems.items) == before:
         for p in dialect.check_config(route):
@@ -589,4 +626,9 @@ def describe(config: BridgeConfig) -> str:
             lines.append("  columns: " + ", ".join(f"{c.name}: {c.type}{'?' if c.nullable else ''}"
                                                    for c in r.columns))
         lines.append(f"  on_bad_row: {r.on_bad_row}")
+        if r.spool is not None:
+            sp = r.spool
+            fsync = "always" if not sp.fsync_interval else f"every {sp.fsync_interval * 1000:g}ms"
+            lines.append(f"  spool: dir={sp.dir}/{name} max_bytes={sp.max_bytes} fsync={fsync} "
+                         f"segment_bytes={sp.segment_bytes}")
     return "\n".join(lines)

@@ -60,6 +60,16 @@ class ColumnSpec:
 
 
 @dataclass(frozen=True)
+class SpoolConfig:
+    """Spool mode: rows are acknowledged once fsynced to a write-ahead log under ``dir``, delivered from it."""
+
+    dir: str
+    max_bytes: int = 1024 * MiB
+    fsync_interval: float = 0.0  # 0: every append is fsynced (appends waiting together share one fsync)
+    segment_bytes: int = 16 * MiB
+
+
+@dataclass(frozen=True)
 class RouteConfig:
     name: str
     dialect: str
@@ -73,6 +83,7 @@ class RouteConfig:
     # reject_row: bad rows are rejected by index, the rest go on;
     # reject_batch: one bad row fails the whole request (INVALID_ARGUMENT).
     on_bad_row: str = "reject_row"
+    spool: SpoolConfig | None = None
 
 
 @dataclass(frozen=True)

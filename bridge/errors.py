@@ -38,3 +38,7 @@ class BatchRejected(BridgeError):
         self.metadata = metadata or {}
         self.row_errors = row_errors or []
         self.retry_after = retry_after
+
+
+class SpoolError(BridgeError):
+    """A route's spool cannot be used: its directory is locked by another process, unwritable, closed."""

@@ -33,6 +33,9 @@ class Metrics:
         self.buffered_bytes = Gauge(p + "buffered_bytes", "Bytes of rows accepted and not yet delivered", ["route"],
                                     registry=r)
         self.buffered_limit = Gauge(p + "buffered_bytes_limit", "The cap on buffered bytes", ["route"], registry=r)
+        self.spool_bytes = Gauge(p + "spool_bytes", "Bytes of the route's spool on disk", ["route"], registry=r)
+        self.dead_letter_rows = Gauge(p + "dead_letter_rows", "Rows moved to the dead-letter file since start",
+                                      ["route"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

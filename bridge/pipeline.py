@@ -28,6 +28,7 @@ from bridge.rows import RowError, Rows
 from bridge.send.retry import RetryPolicy
 from bridge.send.sender import Sender
 from bridge.send.transport import Transport
+from bridge.spool.spool import Spool
 from bridge.timefmt import formatter
 from bridge.validate import Validator
 
@@ -124,10 +125,19 @@ class RoutePipeline:
         self._closing = False
         # The reason of the last batch that failed for good, None after a delivered one (for /readyz).
         self.last_failure: str | None = None
+        self.spool: Spool | None = None
+        if cfg.spool is not None:
+            self.spool = Spool(cfg.name, cfg.spool)
+            if metrics is not None:
+                spool = self.spool
+                metrics.spool_bytes.labels(self.name).set_function(lambda: spool.disk_bytes)
+                metrics.dead_letter_rows.labels(self.name).set_function(lambda: spool.dead.rows)
 
     @property
     def full(self) -> bool:
         """The route takes no more rows until some are delivered."""
+        if self.spool is not None:
+            return self.spool.full
         return self.budget.blocked or (self.budget.parent is not None and self.budget.parent.blocked)
 
     # -- receive side ------------------------------------------------------------
@@ -206,6 +216,17 @@ class RoutePipeline:
             self.budget.release(nbytes)
             ticket.finish()
             return
+        if self.spool is not None:
+            try:
+                await self.spool.accept(ticket, rows)  # the caller's ack waits for the fsync, not the target
+            finally:
+                self.budget.release(nbytes)
+            return
+        await self.enqueue_rows(ticket, rows, nbytes, wire_bytes)
+
+    async def enqueue_rows(self, ticket: Ticket, rows: Rows, nbytes: int, wire_bytes: int = 0) -> None:
+        """Split rows into parts for the batcher; the ticket settles when every part is delivered."""
+        n = len(rows)
         b = self.cfg.batch
         per_row = max(1, nbytes // n)
         body_per_row = max(1, (wire_bytes or nbytes) // n)  # JSON is about as large as the protobuf it came in
@@ -259,7 +280,11 @@ class RoutePipeline:
         return self._cond
 
     def start(self) -> None:
+        """Start sending; a spooled route opens its log first (SpoolError if it cannot)."""
         self._condition()
+        if self.spool is not None:
+            self.spool.open()
+            self.spool.start(self)
         for i in range(self.cfg.delivery.concurrency):
             self._workers.append(asyncio.create_task(self._worker(), name=f"route-{self.name}-{i}"))
 
@@ -405,6 +430,9 @@ class RoutePipeline:
     async def close(self, timeout: float = 10.0) -> None:
         """Flush what is buffered (linger no longer waits), then stop; what is left fails as UNAVAILABLE."""
         self._closing = True
+        if self.spool is not None:
+            # Spooled rows are safe on disk: stop handing out more, let the batches in flight finish if they can.
+            await self.spool.stop_pump()
         cond = self._condition()
         async with cond:
             cond.notify_all()
@@ -420,6 +448,8 @@ class RoutePipeline:
             for p in parts:
                 p.ticket.fail(SHUTTING_DOWN)
         self._pending.clear()
+        if self.spool is not None:
+            await self.spool.close()
 
 
 def _merge_upstream(into: dict[str, str], more: dict[str, str]) -> None:

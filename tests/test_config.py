@@ -64,7 +64,9 @@ def test_a_missing_variable_names_the_key_and_the_variable_but_no_value():
      "routes.clicks.auth.headers.X-K: must not contain CR"),
     (BASE + "    columns: {id: integer}\n", "routes.clicks.columns.id: unknown type 'integer'"),
     (BASE + "    options: {format: xml}\n", "routes.clicks.options.format: expected one of ndjson, json, csv"),
-    (BASE + "    spool: {dir: /tmp}\n", "routes.clicks.spool: spool mode is not available in this version"),
+    (BASE + "    spool: {max_bytes: 1GiB}\n", "routes.clicks.spool.dir: is required"),
+    (BASE + "    spool: {dir: /tmp, fsync: sometimes}\n", "routes.clicks.spool.fsync: expected always, or an interval"),
+    (BASE + "    spool: {dir: /nonexistent/a/b}\n", "routes.clicks.spool.dir: /nonexistent/a/b does not exist"),
     ("listen: [1\nroutes: x\n", "not valid YAML"),
     ("routes: {}\n", "routes: is required"),
 ])
