@@ -439,7 +439,7 @@ def _spool(problems: _Problems, path: str, raw: Any) -> SpoolConfig | None:
     return replace(out, **values)
 
 
-def _url(problems: _Problems, path: str, value: Any) -> str:
+def _url(problems: _Problems, path: str, value: Any, allow_query: bool = False) -> str:
     from urllib.parse import urlsplit
 
     if not isinstance(value, str) or not value:
@@ -454,7 +454,8 @@ def _url(problems: _Problems, path: str, value: Any) -> str:
         problems.add(path, f"expected an http:// or https:// URL with a host, got {_shown(value)}")
     elif parts.username or parts.password:
         problems.add(path, "must not hold credentials; put them under auth")
-    elif parts.query or parts.fragment:
+    elif parts.fragment or (parts.query and not allow_query):
+        # The dialect appends its path to this URL: a query here would end up in the middle of it.
         problems.add(path, "must not hold a query or fragment; dialect options set the query")
     else:
         # Escaped once here, so the request URLs built from it are sent exactly as built.
@@ -504,7 +505,7 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
         problems.add(f"{path}.dialect", f"dialect {dialect_name!r} cannot be loaded: {e}")
         return None
     before = len(problems.items)
-    url = _url(problems, f"{path}.url", raw.get("url"))
+    url = _url(problems, f"{path}.url", raw.get("url"), allow_query=dialect_name == "http")
     target = raw.get("target", "")
     if target is None or not isinstance(target, (str, int)) or isinstance(target, bool):
         problems.add(f"{path}.target", "expected a name")

@@ -43,7 +43,11 @@ class HttpDialect(Dialect):
         super().__init__(route)
         o = self.opts
         self.format = o["format"]
-        self.url = str(URL(route.url.rstrip("/") + o["path"])) if o["path"] else route.url
+        self.url = route.url
+        if o["path"]:
+            base = URL(route.url, encoded=True)
+            # The path goes after the base URL's path, before any query it holds.
+            self.url = str(base.with_path(base.path.rstrip("/") + o["path"]).with_query(base.query))
         if o["query"]:
             from urllib.parse import urlencode
 

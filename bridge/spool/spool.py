@@ -142,7 +142,8 @@ class Spool:
     async def stop_pump(self) -> None:
         if self._pump is not None:
             self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # BatchRejected: the route began closing while the pump waited for room; the record stays in the log.
+            with contextlib.suppress(asyncio.CancelledError, BatchRejected):
                 await self._pump
             self._pump = None
 

@@ -21,6 +21,7 @@ import fcntl
 import logging
 import os
 import struct
+import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ log = logging.getLogger("bridge.spool")
 MAGIC = b"IBWAL01\n"
 HEADER = struct.Struct("<IIQ")
 MAX_RECORD = 1 << 31
+CURSOR_EVERY = 0.1  # seconds between cursor writes while records are being delivered
 
 
 @dataclass(slots=True)
@@ -83,6 +85,7 @@ class Wal:
         self._syncer: asyncio.Task | None = None
         self._new_records = asyncio.Event()
         self._cursor_saved = 0
+        self._cursor_time = 0.0
         self._retired: list[int] = []
         self.closed = False
 
@@ -270,6 +273,8 @@ class Wal:
             self.cursor += 1
             self._done.discard(self.cursor)
         self._drop_delivered_segments()
+        if time.monotonic() - self._cursor_time >= CURSOR_EVERY:
+            self.save_cursor()  # a fresh cursor keeps what a restart sends again small
 
     def requeue(self, seq: int) -> None:
         """Record ``seq`` was not delivered (the target is away): hand it out again, before newer records."""
@@ -299,6 +304,7 @@ class Wal:
         tmp.write_text(str(self.cursor))
         os.replace(tmp, self.dir / "cursor")
         self._cursor_saved = self.cursor
+        self._cursor_time = time.monotonic()
 
     async def close(self) -> None:
         if self.closed:
