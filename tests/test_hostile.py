@@ -114,3 +114,16 @@ async def test_a_dot_segment_target_stays_a_name(bridge_factory, channel_factory
         assert [c.raw_path for c in obsrv.requests] == ["/v2/data/in/%2E%2E"]
     finally:
         await obsrv.stop()
+
+
+@pytest.mark.parametrize("name", ["../r", "r/../r", "http://127.0.0.1:1/r", "r\r\nX-Evil: 1", "r?x=1", "%72", " r"])
+async def test_a_route_name_is_only_ever_a_lookup(sink, bridge_factory, channel_factory, name):
+    b = await bridge_factory({"r": route_to(sink)})
+    req = pb.IngestRequest(route=name)
+    req.json.objects.append(b'{"a":1}')
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await channel_factory(b).IngestBatch(req)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_info(status_of(e.value)).reason == "ROUTE_NOT_FOUND"
+    assert sink.url not in e.value.details()
+    assert not sink.requests
