@@ -29,8 +29,6 @@ _PLAIN = frozenset(("int", "uint", "string", "bool"))
 _JSON_SYNTAX = msgspec.json.Decoder(msgspec.Raw)
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(rb"[^\[\]{}]+")
-# What msgspec's syntax check passes but orjson (and most targets) refuse: big exponents, long integers, \u escapes.
-_RISKY = re.compile(rb"[0-9][eE][+-]?[0-9]{3}|[0-9]{19}|\\u")
 
 
 def _invalid(message: str, reason: str = "INVALID_BATCH") -> BatchRejected:
@@ -39,6 +37,21 @@ def _invalid(message: str, reason: str = "INVALID_BATCH") -> BatchRejected:
 
 class LimitExceeded(ValueError):
     """A value over one of ``limits``: its row is rejected with this message."""
+
+
+def _strict(raw: bytes) -> Any:
+    """The row parsed as the targets' strict parsers would; LimitExceeded where they would refuse it."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise LimitExceeded(f"not valid JSON for the target: {e}") from None
+
+
+def _json_kind(raw: bytes) -> str:
+    try:
+        return type(orjson.loads(raw)).__name__
+    except orjson.JSONDecodeError:
+        return "value"
 
 
 def _json_depth(raw: bytes) -> int:
@@ -290,7 +303,12 @@ class Decoder:
 
     # -- JSON passthrough ------------------------------------------------------
     def json_batch(self, batch: Any, parse: bool = False) -> tuple[Rows, list[RowError], list[dict] | None]:
-        """Rows of JSON object bytes, and the parsed objects when ``parse`` (for validation)."""
+        """Rows of JSON object bytes, and the parsed objects when ``parse``.
+
+        ``parse`` is for routes that read the objects (validation, CSV and compact encoders): a row their
+        strict parser refuses (1e400, a lone surrogate escape) is rejected here, by index. Rows passed
+        through as they are keep only the syntax check: the target's parser has the last word on them.
+        """
         check = _JSON_SYNTAX.decode
         data: list[bytes] = []
         objs: list[dict] | None = [] if parse else None
@@ -302,35 +320,27 @@ class Decoder:
             try:
                 if long and len(raw) > self.max_value:
                     raise self._too_long(len(raw))
-                # Counting brackets is cheap; only a row with enough of them to be too deep is measured
-                # (before the syntax check, which would recurse that deep).
-                if raw.count(b"[") + raw.count(b"{") > depth and _json_depth(raw) > depth:
-                    raise LimitExceeded(f"arrays and objects nest deeper than {depth} levels (limits.max_depth)")
-                check(raw)
-                if _RISKY.search(raw) is not None:
-                    # Valid JSON that targets' parsers refuse: 1e400, integers past 64 bits, lone surrogates.
-                    try:
-                        orjson.loads(raw)
-                    except orjson.JSONDecodeError as e:
-                        raise LimitExceeded(f"not valid JSON for the target: {e}") from None
-            except (msgspec.DecodeError, RecursionError) as e:
-                problem = f"not valid JSON: {e}"
-            except LimitExceeded as e:
-                problem = str(e)
-            else:
+                check(raw)  # RecursionError past about a thousand levels: a row error below
                 if not raw.isascii():
                     try:
                         raw.decode()
                     except UnicodeDecodeError as e:
-                        problem = f"not valid JSON: not UTF-8 at byte {e.start}"
-                if problem is None and raw[:1] != b"{" and raw.lstrip()[:1] != b"{":
-                    kind = type(orjson.loads(raw)).__name__
-                    problem = f"not a JSON object (a JSON {kind})"
+                        raise LimitExceeded(f"not valid JSON: not UTF-8 at byte {e.start}") from None
+                if raw[:1] != b"{" and raw.lstrip()[:1] != b"{":
+                    raise LimitExceeded(f"not a JSON object (a JSON {_json_kind(raw)})")
+                if objs is not None:
+                    # Read by the bridge: nesting is held to max_depth (rows passed through are the target's
+                    # to read; counting brackets in each of them would double the cost of passthrough).
+                    if raw.count(b"[") + raw.count(b"{") > depth and _json_depth(raw) > depth:
+                        raise LimitExceeded(f"arrays and objects nest deeper than {depth} levels (limits.max_depth)")
+                    objs.append(_strict(raw))
+            except (msgspec.DecodeError, RecursionError) as e:
+                problem = f"not valid JSON: {e}"
+            except LimitExceeded as e:
+                problem = str(e)
             if problem is not None:
                 errors.append(RowError(i, "", problem))
                 continue
-            if objs is not None:
-                objs.append(orjson.loads(raw))
             data.append(raw)
             index.append(i)
         whole = b"".join(data)

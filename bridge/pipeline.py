@@ -108,6 +108,7 @@ class RoutePipeline:
             raise ConfigError([f"routes.{cfg.name}.options.descriptor_set: {p}" for p in e.problems]) from None
         self.decoder = Decoder(ts, messages, rfc3339=mode == "rfc3339", limits=limits)
         self.validator = Validator(cfg.columns) if cfg.columns else None
+        self._parse_json = self.validator is not None or self.dialect.parses_json_rows()
         self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
         cap = self.dialect.rows_per_request()
         self.max_rows = cfg.batch.max_rows if cap is None else max(1, min(cap, cfg.batch.max_rows))
@@ -157,7 +158,7 @@ class RoutePipeline:
         elif kind == "messages":
             rows, errors = self.decoder.message_batch(request.messages)
         elif kind == "json":
-            rows, errors, objects = self.decoder.json_batch(request.json, parse=self.validator is not None)
+            rows, errors, objects = self.decoder.json_batch(request.json, parse=self._parse_json)
         else:
             raise BatchRejected("INVALID_ARGUMENT", "EMPTY_REQUEST",
                                 "the request has no payload: set rows, columns, messages or json")

@@ -135,6 +135,9 @@ class AxiomDialect(Dialect):
         self.time_field = o["timestamp_field"] or DEFAULT_TIME_FIELD
         self.epoch_scale = EPOCH_SCALE.get(o["timestamps"])
 
+    def parses_json_rows(self) -> bool:
+        return True  # the time-field checks read every row
+
     def build(self, rows: Rows) -> HttpRequest:
         fmt = self.opts["format"]
         if fmt == "json":

@@ -133,6 +133,10 @@ class Dialect:
         """Cross-option problems, each as ``key: what is wrong`` (single keys are checked already)."""
         return []
 
+    def parses_json_rows(self) -> bool:
+        """Whether building a body reads JSON rows (rather than passing them through as they came)."""
+        return False
+
     def rows_per_request(self) -> int | None:
         """The most rows one request may carry for this route (None: batch.max_rows decides)."""
         return self.max_rows_limit

@@ -169,6 +169,9 @@ class FelderaDialect(Dialect):
         # Over HTTP Feldera reads CSV without a header, in the table's column order.
         return formats.csv_body(rows, header=False, columns=[c.name for c in self.route.columns or ()])
 
+    def parses_json_rows(self) -> bool:
+        return True  # CSV reads the rows; so does naming rows from an error
+
     def build(self, rows: Rows) -> HttpRequest:
         if self.opts["format"] == "csv":
             body = self._csv(rows)

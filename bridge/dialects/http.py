@@ -63,6 +63,9 @@ class HttpDialect(Dialect):
         self.headers = headers
         self.compression = None if o["compression"] == "none" else o["compression"]
 
+    def parses_json_rows(self) -> bool:
+        return self.format == "csv"
+
     def build(self, rows) -> HttpRequest:
         if self.format == "ndjson":
             body = formats.ndjson(rows)

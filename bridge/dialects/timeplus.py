@@ -103,6 +103,9 @@ class TimeplusDialect(Dialect):
             rows = Rows((*cols, DELTA), [tuple(r) for r in data])
         return formats.compact(rows) if self.format == "compact" else formats.ndjson(rows)
 
+    def parses_json_rows(self) -> bool:
+        return self.format == "compact"
+
     def build(self, rows: Rows) -> HttpRequest:
         headers = dict(self.headers)
         upstream = {}
