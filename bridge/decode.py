@@ -345,8 +345,10 @@ class Decoder:
             index.append(i)
         whole = b"".join(data)
         if b"\n" in whole or b"\r" in whole:
-            # One object per line for NDJSON targets (one scan of the batch, not one per row).
-            data = [orjson.dumps(orjson.loads(raw)) if b"\n" in raw or b"\r" in raw else raw for raw in data]
+            # One object per line for NDJSON targets (one scan of the batch, not one per row). Valid JSON holds
+            # CR and LF only as whitespace (in strings they must be escaped), so a space does as well.
+            data = [raw.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in raw or b"\r" in raw else raw
+                    for raw in data]
         ops = _ops(list(batch.ops), len(batch.objects), "json.ops")
         if errors and ops is not None:
             ops = [ops[i] for i in index]

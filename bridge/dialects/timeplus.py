@@ -104,7 +104,7 @@ class TimeplusDialect(Dialect):
         return formats.compact(rows) if self.format == "compact" else formats.ndjson(rows)
 
     def parses_json_rows(self) -> bool:
-        return self.format == "compact"
+        return self.format == "compact" or bool(self.opts["changelog"])
 
     def build(self, rows: Rows) -> HttpRequest:
         headers = dict(self.headers)
