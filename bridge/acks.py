@@ -65,6 +65,8 @@ def request_rows(request: pb.IngestRequest) -> int:
         for c in request.columns.columns:
             if c.WhichOneof("data"):
                 return len(getattr(c, c.WhichOneof("data")).values)
+        # Every column is all null: the null rows say how many rows there are.
+        return max((max(c.null_rows, default=-1) + 1 for c in request.columns.columns), default=0)
     return 0
 
 

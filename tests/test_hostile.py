@@ -150,3 +150,13 @@ def test_pretty_printed_json_rows_become_one_line_each_and_stay_as_written():
     rows, errors, _ = Decoder(formatter("rfc3339")).json_batch(req.json)
     # CR and LF outside strings are whitespace: a space keeps the row as written (1e400 too, for the target).
     assert errors == [] and rows.data == [b'{    "a": "x\\ny",   "n": 1e400 }', b'{"b":2}']
+
+
+async def test_an_all_null_column_batch_is_counted_by_its_null_rows(sink, bridge_factory, channel_factory):
+    b = await bridge_factory({"r": route_to(sink)})
+    req = pb.IngestRequest(route="r")
+    req.columns.columns.add(name="a").null_rows.extend([0, 2])
+    req.columns.columns.add(name="b").null_rows.append(1)
+    ack = await channel_factory(b).IngestBatch(req)
+    assert (ack.accepted, ack.rejected) == (3, 0)
+    assert sink.rows == [{"a": None, "b": None}] * 3
