@@ -33,6 +33,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
+from bridge import acks
 from bridge.config import parse_config
 from bridge.errors import BatchRejected
 from bridge.pipeline import RoutePipeline
@@ -444,6 +445,8 @@ def check(route: str, request: pb.IngestRequest) -> str:
     assert len(set(accepted)) == len(accepted), f"a row accepted twice: {accepted}"
     assert not bad & set(accepted), f"rows both accepted and rejected: {sorted(bad & set(accepted))}"
     assert len(rows) + len(bad) == n, f"{n} rows sent, {len(rows)} accepted + {len(bad)} rejected"
+    # The caller's ack counts rows the way the service does: the same number the caller sent.
+    assert acks.request_rows(request) == n, f"the ack would count {acks.request_rows(request)} of {n} rows"
     assert rows.ops is None or len(rows.ops) == len(rows)
     # Property 3.
     encode(pipeline, spec, rows)
