@@ -35,7 +35,9 @@ class BatchConfig:
     max_rows: int = 5000
     max_bytes: int = 4 * MiB  # of the encoded body
     linger: float = 0.2  # seconds a partial batch waits for more rows
-    max_buffered_bytes: int = 64 * MiB  # estimated memory of rows accepted but not yet delivered
+    # Estimated memory of rows accepted but not yet delivered: eight full 4 MiB batches. Under a stalled
+    # target RSS grows by about this much (plus ~0.5 MiB per waiting caller).
+    max_buffered_bytes: int = 32 * MiB
 
 
 @dataclass(frozen=True)

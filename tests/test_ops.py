@@ -71,7 +71,7 @@ async def test_metrics_count_every_stage_and_never_show_secrets(ops_bridge, chan
     assert sample_value(text, "ingest_bridge_upstream_request_duration_seconds_count",
                         {"route": "ok", "status_class": "2xx"}) == 1
     assert sample_value(text, "ingest_bridge_buffered_bytes", {"route": "ok"}) == 0
-    assert sample_value(text, "ingest_bridge_buffered_bytes_limit", {"route": "ok"}) == 64 * 1024 * 1024
+    assert sample_value(text, "ingest_bridge_buffered_bytes_limit", {"route": "ok"}) == 32 * 1024 * 1024
     assert SECRET not in text
     assert any("route=down" in r.getMessage() and "batch failed" in r.getMessage() for r in caplog.records)
     assert all(SECRET not in r.getMessage() for r in caplog.records)
