@@ -202,7 +202,9 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("file", help="the file, or - for standard input")
     f.add_argument("--target", default="127.0.0.1:50051", help="the bridge's gRPC HOST:PORT")
     f.add_argument("--route", required=True)
-    f.add_argument("--format", choices=["ndjson", "csv"], help="default: from the file name (.csv), else ndjson")
+    f.add_argument("--format", choices=["ndjson", "csv", "dead-letter"],
+                   help="default: from the file name (.csv; dead-letter*.ndjson: a spool's dead-letter file), "
+                        "else ndjson")
     f.add_argument("--batch-rows", type=int, default=1000)
     f.add_argument("--window", type=int, default=32, help="batches waiting for their acks at most")
     f.add_argument("--token-env", default="INGEST_BRIDGE_TOKEN", metavar="VAR",

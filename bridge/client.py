@@ -136,6 +136,8 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
             room = asyncio.Semaphore(window)
             totals.resent += len(pending)
             task = asyncio.create_task(writer(call, room))
+            # The requests' source failed (a file that stops making sense): end the call, or its acks never end.
+            task.add_done_callback(lambda t, call=call: call.cancel() if _failed(t) else None)
             try:
                 async for ack in call:
                     room.release()
@@ -153,15 +155,23 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
                         on_ack(ack)
                 await task
                 return totals
-            except grpc.aio.AioRpcError as e:
+            except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
+                if _failed(task):
+                    raise task.exception() from None  # type: ignore[misc]
                 task.cancel()
-                if e.code() not in RETRYABLE or attempt >= retries:
+                if isinstance(e, asyncio.CancelledError) or e.code() not in RETRYABLE or attempt >= retries:
                     raise
                 attempt += 1
                 await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
     finally:
         if own:
             await channel.close()
+
+
+def _failed(task: asyncio.Task) -> bool:
+    """The writer ended with an error of its own (not a gRPC one, not a cancel)."""
+    return (task.done() and not task.cancelled() and task.exception() is not None
+            and not isinstance(task.exception(), grpc.aio.AioRpcError))
 
 
 class IngestClient:

@@ -52,6 +52,17 @@ def read_objects(stream: BinaryIO, fmt: str, infer: bool = True) -> Iterator[byt
         for row in csv.DictReader(text):
             yield orjson.dumps({k: (_infer(v) if infer else v) for k, v in row.items()})
         return
+    if fmt == "dead-letter":
+        # A spool's dead-letter file: one record per line, its rows under "rows"[*]["row"].
+        for n, line in enumerate(stream, 1):
+            if line.strip():
+                try:
+                    entry = orjson.loads(line)
+                    rows = [r["row"] for r in entry["rows"]]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    raise ValueError(f"line {n} is not a dead-letter record") from None
+                yield from (orjson.dumps(r) for r in rows)
+        return
     for line in stream:
         line = line.strip()
         if line:
@@ -134,6 +145,10 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
     except grpc.aio.AioRpcError as e:
         print(f"\ningest-bridge send: the stream failed: {e.code().name}: {e.details()}", file=out)
         return 2
+    except (ValueError, csv.Error) as e:  # the input stopped making sense; what was read before is sent
+        print(f"\ningest-bridge send: cannot read the input ({fmt}): {e}; {progress.accepted} rows were "
+              "accepted before it", file=out)
+        return 2
     progress.show(read_bytes, final=True)
     dt = time.monotonic() - progress.started
     print(f"sent {batches} batches: {totals.accepted} rows accepted, {totals.rejected} rejected, "
@@ -149,7 +164,8 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
 def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, window: int,
          connection: client.Connection | None = None) -> int:
     if fmt is None:
-        fmt = "csv" if path.lower().endswith(".csv") else "ndjson"
+        name = os.path.basename(path).lower()
+        fmt = "csv" if name.endswith(".csv") else "dead-letter" if name.startswith("dead-letter") else "ndjson"
     if path == "-":
         return asyncio.run(send(target, route, sys.stdin.buffer, fmt, batch_rows, window, connection=connection))
     try:

@@ -223,3 +223,27 @@ def test_spool_mode_does_not_take_several_workers(tmp_path, capsys):
                    f"spool: {{dir: {tmp_path}}}}}\n")
     assert main(["serve", "--config", str(cfg), "--workers", "2"]) == 2
     assert "spooled: r" in capsys.readouterr().err
+
+
+async def test_dead_lettered_rows_can_be_sent_again_once_the_target_takes_them(faulty, tmp_path, bridge_factory,
+                                                                              channel_factory, sink):
+    import io
+
+    from bridge import sendfile
+
+    faulty.script({"status": 422, "body": {"message": "no such column: price"}})
+    b = await bridge_factory({"r": spooled(faulty.url + "/in", tmp_path)})
+    assert (await channel_factory(b).IngestBatch(sample.json_request("r", 0, range(4)))).accepted == 4
+    route = b.routes["r"]
+    await wait_for(lambda: route.spool.wal.undelivered == 0)
+    dead = tmp_path / "r" / "dead-letter.ndjson"
+    # The schema is fixed: the operator sends the dead letters again, to a route that takes them.
+    b2 = await bridge_factory({"fixed": {"dialect": "http", "url": sink.url + "/in", "batch": {"linger": "0s"}}})
+    out = io.StringIO()
+    with open(dead, "rb") as f:
+        rc = await sendfile.send(f"127.0.0.1:{b2.port}", "fixed", f, "dead-letter", out=out, tty=False)
+    assert rc == 0, out.getvalue()
+    assert sorted(r["id"] for r in sink.rows) == [0, 1, 2, 3]
+    bad = io.BytesIO(b'{"not": "a dead-letter record"}\n')
+    rc = await sendfile.send(f"127.0.0.1:{b2.port}", "fixed", bad, "dead-letter", out=out, tty=False)
+    assert rc == 2 and "line 1 is not a dead-letter record" in out.getvalue()
