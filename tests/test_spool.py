@@ -247,3 +247,19 @@ async def test_dead_lettered_rows_can_be_sent_again_once_the_target_takes_them(f
     bad = io.BytesIO(b'{"not": "a dead-letter record"}\n')
     rc = await sendfile.send(f"127.0.0.1:{b2.port}", "fixed", bad, "dead-letter", out=out, tty=False)
     assert rc == 2 and "line 1 is not a dead-letter record" in out.getvalue()
+
+
+async def test_records_lost_in_a_middle_segment_do_not_hold_the_cursor(tmp_path):
+    wal = await written(tmp_path, [bytes([i]) * 100 for i in range(9)], segment_bytes=300)
+    await wal.close()
+    segments = sorted(tmp_path.glob("seg-*.wal"))
+    middle = segments[1]
+    middle.write_bytes(middle.read_bytes()[: len(MAGIC) + 10])  # damaged: its records are gone
+    wal, out, truncated = await replayed(tmp_path, segment_bytes=300)
+    lost = [seq for seq in range(1, 10) if seq not in {s for s, _ in out}]
+    assert lost and any("lost" in t for t in truncated)
+    for seq, _ in out:
+        wal.done(seq)
+    assert wal.cursor == 9, "every record delivered or lost: the cursor reaches the end"
+    assert len(list(tmp_path.glob("seg-*.wal"))) == 1, "and the delivered segments go"
+    await wal.close()

@@ -109,6 +109,16 @@ class Wal:
             self._recover_segment(path, report)
         self.segments.sort(key=lambda s: s.first)
         self.next_seq = max([s.last + 1 for s in self.segments if s.last] + [self.cursor + 1, 1])
+        self.pending = deque(sorted(self.pending, key=lambda r: r[0]))
+        # Records cut out of a middle segment are gone: the cursor must not wait for them forever.
+        present = {r[0] for r in self.pending}
+        lost = [seq for seq in range(self.cursor + 1, self.next_seq) if seq not in present]
+        if lost:
+            report.truncated.append(f"{len(lost)} record(s) lost to the damage above (seq {lost[0]}..{lost[-1]})")
+            self._done.update(lost)
+            while self.cursor + 1 in self._done:
+                self.cursor += 1
+                self._done.discard(self.cursor)
         self._drop_delivered_segments()
         report.records = len(self.pending)
         report.segments = len(self.segments)
@@ -289,7 +299,7 @@ class Wal:
 
     def _drop_delivered_segments(self) -> None:
         removed = False
-        while len(self.segments) > 1 and self.segments[0].last and self.segments[0].last <= self.cursor:
+        while len(self.segments) > 1 and self.segments[0].last <= self.cursor:  # never the active one
             seg = self.segments.pop(0)
             with contextlib.suppress(FileNotFoundError):
                 seg.path.unlink()
