@@ -106,3 +106,12 @@ def test_describe_masks_secrets_and_a_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read the configuration"):
         load_config(tmp_path / "nope.yaml")
     assert repr(Secret("x")) == "Secret('***')"
+
+
+def test_describe_shows_spool_and_callers_without_their_tokens(tmp_path):
+    text = describe(parse_config(
+        BASE + f"    spool: {{dir: {tmp_path}, max_bytes: 2GiB, fsync: 5ms}}\n"
+        "access: {tokens: [{name: checkout, token: tok-9c41e0aa, routes: [clicks]}]}\n", env={}))
+    assert f"spool: dir={tmp_path}/clicks max_bytes=2147483648 fsync=every 5ms" in text
+    assert "access: token checkout (***) may use clicks" in text
+    assert "tok-9c41e0aa" not in text
