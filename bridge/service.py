@@ -94,7 +94,7 @@ class IngestService:
             raise BatchRejected("INVALID_ARGUMENT", "MALFORMED_REQUEST",
                                 f"the message is not an ingestbridge.v1.IngestRequest: {bad}")
 
-    def _check_size(self, request: pb.IngestRequest) -> None:
+    def _check_rows(self, request: pb.IngestRequest) -> None:
         n = acks.request_rows(request)
         if n > self.max_rows:
             raise BatchRejected("INVALID_ARGUMENT", "TOO_MANY_ROWS",
@@ -127,12 +127,13 @@ class IngestService:
         return ticket
 
     async def _next(self, sized: Sized, previous: RoutePipeline | None, caller: Caller,
-                    context: grpc.aio.ServicerContext, track: list[Ticket]) -> tuple[RoutePipeline, Ticket]:
-        """One message of a stream: its route (empty means the previous one) and its ticket."""
+                    context: grpc.aio.ServicerContext, track: list[Ticket] | None = None
+                    ) -> tuple[RoutePipeline, Ticket]:
+        """One message: its route (empty means the previous one in a stream) and its ticket."""
         request, size, bad = sized
         self._check_parsed(bad)
         route = self._route(request.route, previous, caller)
-        self._check_size(request)
+        self._check_rows(request)
         return route, await self._admit(request, size, route, context, track)
 
     @staticmethod
@@ -151,12 +152,9 @@ class IngestService:
             self.calls -= 1
 
     async def _ingest_batch(self, sized: Sized, context: grpc.aio.ServicerContext, caller: Caller) -> pb.BatchAck:
-        request, size, bad = sized
+        request = sized[0]
         try:
-            self._check_parsed(bad)
-            route = self._route(request.route, None, caller)
-            self._check_size(request)
-            ticket = await self._admit(request, size, route, context)
+            _, ticket = await self._next(sized, None, caller, context)
         except BatchRejected as e:
             await abort(context, acks.rejected_status(e, request.route, request.sequence))
             raise AssertionError("unreachable") from None
