@@ -97,7 +97,6 @@ class Decoder:
         self.max_value = limits.max_value_bytes
         self.max_depth = limits.max_depth
         self.max_columns = limits.max_columns
-        self.max_rows = limits.max_rows_per_message
         self._long = True  # whether this request may hold a value over max_value_bytes (see begin)
 
     def begin(self, size: int) -> None:
@@ -109,10 +108,11 @@ class Decoder:
 
     def _check_len(self, x: str | bytes) -> None:
         # A str's UTF-8 size is between len and 4 * len: encode only when it could be over.
-        n = len(x)
-        if n * 4 > self.max_value and (n if isinstance(x, bytes) else len(x.encode("utf-8", "replace"))) \
-                > self.max_value:
-            raise self._too_long(n if isinstance(x, bytes) else len(x.encode("utf-8", "replace")))
+        if len(x) * 4 <= self.max_value:
+            return
+        size = len(x) if isinstance(x, bytes) else len(x.encode("utf-8", "replace"))
+        if size > self.max_value:
+            raise self._too_long(size)
 
     def _check_columns(self, n: int, what: str) -> None:
         if n > self.max_columns:
@@ -244,11 +244,8 @@ class Decoder:
                 raise _invalid(f"column {col.name!r} has {len(arr)} values, column {names[0]!r} has {length}")
             arrays.append(arr)
         if length is None:  # every column is all null: the rows are as many as the null rows say
+            # (the service refused the request before decoding if that is over max_rows_per_message)
             length = max((max(c.null_rows, default=-1) + 1 for c in batch.columns), default=0)
-            if length > self.max_rows:
-                raise BatchRejected("INVALID_ARGUMENT", "TOO_MANY_ROWS",
-                                    f"columns: null rows up to {length - 1}; the limit is {self.max_rows} rows "
-                                    "(limits.max_rows_per_message)", {"limit": str(self.max_rows)})
         for i, (col, arr) in enumerate(zip(batch.columns, arrays, strict=True)):
             if arr is None:
                 arrays[i] = arr = [None] * length
