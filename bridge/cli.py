@@ -60,13 +60,13 @@ async def _serve(config, listen: str | None, reuse_port: bool = False) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bridge import logs
+    from bridge.redact import config_secrets
 
     try:
         config = _load(args.config)
     except ConfigError as e:
         return _config_error(e)
-    args.redact.secrets = logs.RedactSecrets(logs.secrets_of(config)).secrets
+    args.redact.secrets = config_secrets(config)
     if args.workers <= 1:
         try:
             _run(_serve(config, args.listen))
@@ -102,8 +102,9 @@ def _run(coro) -> None:
 
 def _worker(config, listen: str, level: str, fmt: str) -> None:
     from bridge import logs
+    from bridge.redact import config_secrets
 
-    logs.setup(level, fmt).secrets = logs.RedactSecrets(logs.secrets_of(config)).secrets
+    logs.setup(level, fmt).secrets = config_secrets(config)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
     _run(_serve(config, listen, reuse_port=True))
 

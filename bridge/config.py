@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -53,11 +53,15 @@ class _Problems:
             self.items.append(f"{path}: {message}")
 
 
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    hint = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
 def _unknown(problems: _Problems, path: str, mapping: Mapping, known: tuple[str, ...] | list[str]) -> None:
     for key in mapping:
         if key not in known:
-            hint = difflib.get_close_matches(str(key), known, n=1)
-            more = f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(known)}"
+            more = _did_you_mean(str(key), known) or f"; known: {', '.join(known)}"
             problems.add(path, f"unknown key {key!r}{more}")
 
 
@@ -395,9 +399,7 @@ def _access(problems: _Problems, raw: Any, routes: Mapping[str, Any]) -> AccessC
             continue
         for r in allowed:
             if r not in routes:
-                hint = difflib.get_close_matches(r, list(routes), n=1)
-                more = f" (did you mean {hint[0]!r}?)" if hint else ""
-                problems.add(f"{path}.routes", f"route {r!r} is not configured{more}")
+                problems.add(f"{path}.routes", f"route {r!r} is not configured{_did_you_mean(r, routes)}")
         out.append(CallerToken(name, Secret(token), frozenset(allowed)))
     return AccessConfig(tuple(out))
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from bridge.redact import Redactor, config_secrets
+from bridge.redact import Redactor
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -64,8 +64,3 @@ def setup(level: str = "info", fmt: str = "json") -> RedactSecrets:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     return redact
-
-
-def secrets_of(config) -> list[str]:
-    """Every secret value in a BridgeConfig (route credentials and callers' tokens)."""
-    return config_secrets(config)

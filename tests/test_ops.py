@@ -79,7 +79,7 @@ async def test_metrics_count_every_stage_and_never_show_secrets(ops_bridge, chan
 
 def test_json_log_lines_and_redaction(capsys):
     redact = logs.setup("info", "json")
-    redact.secrets = logs.RedactSecrets([SECRET]).secrets
+    redact.secrets = [SECRET]
     try:
         logging.getLogger("bridge.test").warning("route=%s leaked %s", "r", SECRET)
     finally:
