@@ -16,6 +16,7 @@ has finished.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import fcntl
 import logging
@@ -116,9 +117,7 @@ class Wal:
         if lost:
             report.truncated.append(f"{len(lost)} record(s) lost to the damage above (seq {lost[0]}..{lost[-1]})")
             self._done.update(lost)
-            while self.cursor + 1 in self._done:
-                self.cursor += 1
-                self._done.discard(self.cursor)
+            self._advance_cursor()
         self._drop_delivered_segments()
         report.records = len(self.pending)
         report.segments = len(self.segments)
@@ -279,18 +278,21 @@ class Wal:
         """Record ``seq`` needs no more delivery (the target took it, or it went to the dead-letter file)."""
         self.inflight.pop(seq, None)
         self._done.add(seq)
-        while self.cursor + 1 in self._done:
-            self.cursor += 1
-            self._done.discard(self.cursor)
+        self._advance_cursor()
         self._drop_delivered_segments()
         if time.monotonic() - self._cursor_time >= CURSOR_EVERY:
             self.save_cursor()  # a fresh cursor keeps what a restart sends again small
+
+    def _advance_cursor(self) -> None:
+        while self.cursor + 1 in self._done:
+            self.cursor += 1
+            self._done.discard(self.cursor)
 
     def requeue(self, seq: int) -> None:
         """Record ``seq`` was not delivered (the target is away): hand it out again, before newer records."""
         item = self.inflight.pop(seq, None)
         if item is not None:
-            self.pending = deque(sorted([*self.pending, item], key=lambda r: r[0]))
+            bisect.insort(self.pending, item, key=lambda r: r[0])
             self._new_records.set()
 
     @property
