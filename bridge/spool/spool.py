@@ -43,7 +43,6 @@ class Spool:
         self.pause = 1.0  # seconds before records that failed for a while are tried again
         self._pump: asyncio.Task | None = None
         self._resume_at = 0.0
-        self.delivered_records = 0
         self._refused = 0  # the size of the last request that did not fit (0: the last one did)
 
     def open(self) -> Recovery:
@@ -132,7 +131,6 @@ class Spool:
                 bad = sorted({e.index for e in t.errors})
                 reason = {e.index: e.reason for e in t.errors}
                 self.dead.write(self.route, seq, rows.select(bad), None, [reason[i] for i in bad])
-            self.delivered_records += 1
             self.wal.done(seq)
         except OSError as e:
             # The dead-letter file cannot be written: keep the record in the log rather than lose it.

@@ -19,7 +19,6 @@ import asyncio
 import bisect
 import contextlib
 import fcntl
-import logging
 import os
 import struct
 import time
@@ -29,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.errors import SpoolError
-
-log = logging.getLogger("bridge.spool")
 
 MAGIC = b"IBWAL01\n"
 HEADER = struct.Struct("<IIQ")
