@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.config_model import SpoolConfig
+from bridge.dialects.base import b64
 from bridge.errors import BatchRejected, SpoolError
 from bridge.rows import Rows
 from bridge.spool import records
@@ -104,7 +105,9 @@ class Spool:
             except ValueError as e:  # a checksummed record that does not load: a bug, never a silent drop
                 log.error("route=%s spool: record %d cannot be read (%s); moved to the dead-letter file",
                           self.route, seq, e)
-                self.dead.write(self.route, seq, Rows(None, [payload]), None, [f"unreadable record: {e}"])
+                # Kept whole, as base64: the dead-letter file stays JSON and the bytes stay for whoever looks.
+                self.dead.write(self.route, seq, Rows(("spool_record_base64",), [(b64(payload),)]), None,
+                                [f"unreadable record: {e}"])
                 self.wal.done(seq)
                 continue
             nbytes = len(payload) * 2
