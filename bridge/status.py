@@ -63,7 +63,8 @@ def from_http(status: int, message: str = "", upstream_code: str = "") -> Outcom
 
 def transport_failure(kind: str, detail: str) -> Outcome:
     """A request that got no HTTP answer: refused, reset, timed out."""
-    reason = "UPSTREAM_TIMEOUT" if kind == "timeout" else "UPSTREAM_UNREACHABLE"
+    reasons = {"timeout": "UPSTREAM_TIMEOUT", "incomplete": "UPSTREAM_ANSWER_INCOMPLETE"}
+    reason = reasons.get(kind, "UPSTREAM_UNREACHABLE")
     return Outcome(code="UNAVAILABLE", reason=reason, message=detail, retryable=True)
 
 

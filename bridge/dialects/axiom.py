@@ -27,6 +27,7 @@ from bridge.dialects.base import (
     error_message,
     join_url,
     segment,
+    unreadable,
 )
 from bridge.outcome import Outcome
 from bridge.rows import RowError, Rows
@@ -74,6 +75,10 @@ def instant_ns(value: Any, epoch_scale: int | None = None) -> int | None:
     if epoch_scale and isinstance(value, (int, float)) and not isinstance(value, bool):
         return round(value * epoch_scale)
     return None
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def personal_token(token: str) -> bool:
@@ -174,19 +179,22 @@ class AxiomDialect(Dialect):
                 errors[match[0]] = RowError(match[0], self.time_field, f"Axiom: {f.get('error', '')}")
         return sorted(errors.values(), key=lambda e: e.index)
 
-    def _ingest_status(self, body: Any, rows: Rows, http_status: int) -> Outcome:
-        out = Outcome(code="OK", http_status=http_status)
-        if not isinstance(body, dict):
-            return out
-        ingested, failed = body.get("ingested"), body.get("failed")
+    def reads_success_body(self) -> bool:
+        return True  # a 200 can carry failures: its counts are the answer
+
+    def _ingest_status(self, response: HttpResponse, rows: Rows) -> Outcome:
+        body = response.json()
+        ingested, failed = (body.get("ingested"), body.get("failed")) if isinstance(body, dict) else (None, None)
+        if not (_count(ingested) and _count(failed)):
+            return unreadable(response, "UPSTREAM_ANSWER_UNREADABLE",
+                              "its body does not hold the ingested and failed counts Axiom answers with")
+        out = Outcome(code="OK", http_status=response.status)
         failures = [{"timestamp": str(f.get("timestamp", "")), "error": str(f.get("error", ""))}
                     for f in body.get("failures") or () if isinstance(f, dict)]
-        if isinstance(ingested, int):
-            out.upstream["ingested"] = str(ingested)
-            # Rows past `ingested` were refused even where no failure names them.
-            out.accepted = max(0, min(ingested, len(rows)))
-        if isinstance(failed, int):
-            out.upstream["failed"] = str(failed)
+        out.upstream["ingested"] = str(ingested)
+        # Rows past `ingested` were refused even where no failure names them.
+        out.accepted = max(0, min(ingested, len(rows)))
+        out.upstream["failed"] = str(failed)
         if isinstance(body.get("processedBytes"), int):
             out.upstream["processed_bytes"] = str(body["processedBytes"])
         if failures:
@@ -198,9 +206,9 @@ class AxiomDialect(Dialect):
         return out
 
     def classify(self, response: HttpResponse, rows: Rows) -> Outcome:
-        body = response.json()
         if 200 <= response.status < 300:
-            return self._ingest_status(body, rows, response.status)
+            return self._ingest_status(response, rows)
+        body = response.json()
         # Axiom errors are {"message"}, sometimes {"error"} or {"code", "message"}, or not JSON at all.
         message = error_message(body, response.body, "message", "error")
         code = body.get("code") if isinstance(body, dict) else None

@@ -71,6 +71,7 @@ class HttpResponse:
     status: int
     headers: dict[str, str]  # lower-case names
     body: bytes
+    oversize: bool = False  # the target said more than the bridge reads: ``body`` is its beginning
 
     def json(self) -> Any:
         try:
@@ -123,6 +124,9 @@ class Dialect:
     max_rows_limit: ClassVar[int | None] = None
     # What the target name names, for ResourceInfo on NOT_FOUND.
     resource_type: ClassVar[str] = "target"
+    # Whether a refusal (400 and the like) means the target took none of the request's rows, so that a
+    # refused batch of several callers' requests may be split and sent again to find the one refused.
+    atomic_refusal: ClassVar[bool] = True
 
     def __init__(self, route: RouteConfig) -> None:
         self.route = route
@@ -172,6 +176,17 @@ class Dialect:
     def build(self, rows: Rows) -> HttpRequest:
         raise NotImplementedError
 
+    def reads_success_body(self) -> bool:
+        """Whether a 2xx answer's body says what the target took (then it must be read whole)."""
+        return False
+
+    def answer(self, response: HttpResponse, rows: Rows) -> Outcome:
+        """The outcome of an answer: ``classify``, unless a success body that matters was too large to read."""
+        if response.oversize and 200 <= response.status < 300 and self.reads_success_body():
+            return unreadable(response, "UPSTREAM_ANSWER_TOO_LARGE",
+                              f"its body is larger than the {len(response.body)} bytes the bridge reads")
+        return self.classify(response, rows)
+
     def classify(self, response: HttpResponse, rows: Rows) -> Outcome:
         """Default: the status table, with the body's message."""
         body = response.json()
@@ -183,6 +198,16 @@ class Dialect:
     async def confirm(self, transport: Transport, outcome: Outcome, deadline: float) -> Outcome:
         """After a 2xx: wait for anything the route asks (Feldera completion). Default: nothing."""
         return outcome
+
+
+def unreadable(response: HttpResponse, reason: str, why: str) -> Outcome:
+    """A success answer the bridge cannot read: what the target took is unknown, so it is never a success.
+
+    Not retried by the bridge: a resend may duplicate rows the target did take. The caller decides.
+    """
+    return Outcome(code="UNKNOWN", reason=reason, http_status=response.status,
+                   message=f"the target answered HTTP {response.status}, but {why}: whether it took the rows "
+                           "is unknown, and resending them may duplicate some")
 
 
 def auth_headers_from_map(headers: dict[str, Any]) -> dict[str, str]:

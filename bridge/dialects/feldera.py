@@ -172,6 +172,9 @@ class FelderaDialect(Dialect):
     def parses_json_rows(self) -> bool:
         return True  # CSV reads the rows; so does naming rows from an error
 
+    def reads_success_body(self) -> bool:
+        return bool(self.opts["wait_for_completion"])  # the completion token is in it
+
     def build(self, rows: Rows) -> HttpRequest:
         if self.opts["format"] == "csv":
             body = self._csv(rows)
@@ -252,8 +255,13 @@ class FelderaDialect(Dialect):
     async def confirm(self, transport: Transport, outcome: Outcome, deadline: float) -> Outcome:
         """With ``wait_for_completion``: poll the token until Feldera says the rows went through the circuit."""
         token = outcome.upstream.get("token")
-        if not self.opts["wait_for_completion"] or not token:
+        if not self.opts["wait_for_completion"]:
             return outcome
+        if not token:
+            return Outcome(code="FAILED_PRECONDITION", reason="COMPLETION_UNKNOWN", http_status=outcome.http_status,
+                           upstream=outcome.upstream,
+                           message="Feldera accepted the rows but its answer holds no completion token (or could "
+                                   "not be read whole): whether they were processed cannot be checked")
         url = (join_url(self.base, f"/v0/pipelines/{segment(self.pipeline)}/completion_status")
                + "?token=" + quote(token, safe=""))  # base64 holds + / =
         end = min(deadline, time.monotonic() + self.opts["completion_timeout"])
