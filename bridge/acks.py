@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from bridge import status
 from bridge.errors import BatchRejected
-from bridge.pipeline import Ticket
 from bridge.proto import pb
 from bridge.rows import RowError
+from bridge.tickets import Ticket
 
 
 def _row_errors(errors: list[RowError]) -> list[pb.RowError]:

@@ -155,6 +155,15 @@ def _float(value: Any) -> float:
     return float(value)
 
 
+def _auto_bool(value: Any) -> bool | None:
+    """true / false, or auto (None: the route decides)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "auto"):
+        return None if value.lower() == "auto" else value.lower() == "true"
+    raise ValueError
+
+
 def _check(problems: _Problems, path: str, value: Any, convert: Callable[[Any], Any], expected: str,
            minimum: float | None = None, strict_min: bool = False) -> Any:
     try:
@@ -198,6 +207,7 @@ _DELIVERY_RULES: dict[str, tuple[Callable[[Any], Any], str, float | None, bool]]
     "max_elapsed": (parse_duration, "a duration such as 300s (>= 0)", 0, False),
     "max_attempts": (_int, "an integer >= 0 (0: no limit)", 0, False),
     "max_500_attempts": (_int, "a positive integer", 1, False),
+    "ordered": (_auto_bool, "true, false or auto", None, False),
 }
 _LIMIT_RULES: dict[str, tuple[Callable[[Any], Any], str, float | None, bool]] = {
     "max_message_bytes": (parse_size, "a size such as 16MiB (> 0)", 1, False),
@@ -622,7 +632,8 @@ def describe(config: BridgeConfig) -> str:
         b, d = r.batch, r.delivery
         lines.append(f"  batch: max_rows={b.max_rows} max_bytes={b.max_bytes} linger={b.linger:g}s "
                      f"max_buffered_bytes={b.max_buffered_bytes}")
-        lines.append(f"  delivery: concurrency={d.concurrency} timeout={d.timeout:g}s "
+        order = {None: "auto", True: "true", False: "false"}[d.ordered]
+        lines.append(f"  delivery: concurrency={d.concurrency} ordered={order} timeout={d.timeout:g}s "
                      f"backoff={d.initial_backoff:g}s..{d.max_backoff:g}s x{d.multiplier:g} "
                      f"max_elapsed={d.max_elapsed:g}s max_attempts={d.max_attempts or 'unlimited'}")
         if r.columns:

@@ -52,6 +52,9 @@ class DeliveryConfig:
     max_elapsed: float = 300.0  # give up on a batch after this long
     max_attempts: int = 0  # 0: bounded by max_elapsed only
     max_500_attempts: int = 3  # HTTP 500 is retried within this small budget
+    # Rows reach the target in the order they came (one request in flight): None (auto) means yes for
+    # a route whose target takes deletes or upserts, no for insert-only routes.
+    ordered: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,22 @@
 """One route's pipeline: decode → validate → batch → send, and tickets back to the caller.
 
 A caller's request becomes a Ticket. Its rows are split into parts (at most
-max_rows and about max_bytes each), parts of the same shape are grouped into
-batches by count, bytes and linger, and ``delivery.concurrency`` workers send
-the batches. Each row's outcome flows back to its ticket; a ticket is done
-when all its parts are.
+max_rows and about max_bytes each) and queued in the batcher;
+``delivery.concurrency`` workers send batches (one at a time on an ordered
+route, whose rows carry ops). Each row's outcome flows back to its ticket; a
+ticket is done when all its parts are. A ticket nobody waits for any more
+(its call ended) has its rows withdrawn: queued parts leave the queue, and
+parts in a batch being retried leave it before the next attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.batcher import Batcher
 from bridge.budget import ByteBudget
 from bridge.config_model import LimitsConfig, RouteConfig
 from bridge.decode import Decoder
@@ -23,61 +24,21 @@ from bridge.descriptors import MessageTypes
 from bridge.dialects import DIALECTS
 from bridge.errors import BatchRejected, ConfigError
 from bridge.metrics import Metrics
-from bridge.outcome import Outcome, Span
-from bridge.rows import RowError, Rows
+from bridge.outcome import Outcome
+from bridge.rows import Op, RowError, Rows
+from bridge.send.load import Load
 from bridge.send.retry import RetryPolicy
-from bridge.send.sender import Sender
+from bridge.send.sender import Result, Sender
 from bridge.send.transport import Transport
+from bridge.settle import held_back, settle
 from bridge.spool.spool import Spool
+from bridge.tickets import SHUTTING_DOWN, Part, Ticket
 from bridge.timefmt import formatter
 from bridge.validate import Validator
 
 log = logging.getLogger("bridge.pipeline")
 
-SHUTTING_DOWN = Outcome(
-    code="UNAVAILABLE", reason="BRIDGE_SHUTTING_DOWN", message="the bridge shut down before the batch was delivered",
-    retryable=True,
-)
-
-
-class Ticket:
-    """One caller request on its way; ``future`` resolves to the ticket itself when every row is settled."""
-
-    __slots__ = ("accepted", "cancelled", "deadline", "errors", "failed_rows", "failure", "future", "pending",
-                 "route", "sequence", "total", "unnamed_rejects", "upstream")
-
-    def __init__(self, route: str, sequence: int, total: int, errors: list[RowError], deadline: float | None) -> None:
-        self.route = route
-        self.sequence = sequence
-        self.total = total
-        self.errors = list(errors)
-        self.deadline = deadline
-        self.future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
-        self.pending = 0
-        self.accepted = 0
-        self.unnamed_rejects = 0
-        self.failed_rows: list[int] = []
-        self.failure: Outcome | None = None
-        self.upstream: dict[str, str] = {}
-        self.cancelled = False
-
-    def finish(self) -> None:
-        if not self.future.done():
-            self.future.set_result(self)
-
-    def fail(self, outcome: Outcome) -> None:
-        if self.failure is None:
-            self.failure = outcome
-        self.finish()
-
-
-@dataclass(slots=True)
-class Part:
-    ticket: Ticket
-    rows: Rows
-    nbytes: int  # its share of the budget charge, released on delivery
-    since: float
-    body_bytes: int = 0  # an estimate of its encoded size, for batch.max_bytes
+__all__ = ["RoutePipeline", "Ticket"]
 
 
 @dataclass
@@ -117,10 +78,12 @@ class RoutePipeline:
             metrics.buffered_bytes.labels(self.name).set_function(lambda: self.budget.used)
             metrics.buffered_limit.labels(self.name).set(self.budget.cap)
         self.stats = RouteStats()
-        self._pending: dict[Any, deque[Part]] = {}
-        self._pending_rows: dict[Any, int] = {}
-        self._pending_bytes: dict[Any, int] = {}
-        self._cond: asyncio.Condition | None = None
+        # Rows that carry ops (deletes, upserts) must reach the target in the order they came: one batch in
+        # flight at a time, and never a batch past one that is being retried.
+        ordered = cfg.delivery.ordered
+        self.ordered = dialect_ordered(self.dialect) if ordered is None else ordered
+        self.batcher = Batcher(self.max_rows, cfg.batch.max_bytes, cfg.batch.linger, self.ordered,
+                               self.budget.release)
         self._workers: list[asyncio.Task] = []
         self._inflight: dict[int, list[Part]] = {}
         self._closing = False
@@ -239,113 +202,28 @@ class RoutePipeline:
         parts[-1].nbytes += nbytes - per_row * n  # every reserved byte belongs to a part
         await self._enqueue(parts)
 
-    def forget(self, ticket: Ticket) -> None:
-        """Drop a cancelled ticket's rows that are still waiting for a batch (the caller went away)."""
-        ticket.cancelled = True
-        for shape in list(self._pending):
-            parts = self._pending[shape]
-            keep = deque(p for p in parts if p.ticket is not ticket)
-            if len(keep) == len(parts):
-                continue
-            for p in parts:
-                if p.ticket is ticket:
-                    self._pending_rows[shape] -= len(p.rows)
-                    self._pending_bytes[shape] -= p.body_bytes
-                    self.budget.release(p.nbytes)
-            if keep:
-                self._pending[shape] = keep
-            else:
-                del self._pending[shape], self._pending_rows[shape], self._pending_bytes[shape]
+    def forget(self, ticket: Ticket, why: str = "the caller's call ended before its rows were delivered") -> None:
+        """Nobody waits for this ticket any more: its queued rows leave the queue, and rows in a batch being
+        retried leave it before the next attempt. A request already on the wire is not recalled."""
+        ticket.withdraw("CANCELLED", why)
+        self.batcher.forget(ticket)
 
     async def _enqueue(self, parts: list[Part]) -> None:
-        cond = self._condition()
-        try:
-            await cond.acquire()
-        except asyncio.CancelledError:
-            self.budget.release(sum(p.nbytes for p in parts))  # the caller left before its rows were queued
-            raise
-        try:
-            for part in parts:
-                shape = part.rows.shape
-                self._pending.setdefault(shape, deque()).append(part)
-                self._pending_rows[shape] = self._pending_rows.get(shape, 0) + len(part.rows)
-                self._pending_bytes[shape] = self._pending_bytes.get(shape, 0) + part.body_bytes
-            cond.notify(len(parts))
-        finally:
-            cond.release()
+        await self.batcher.put(parts)
 
     # -- batch side ----------------------------------------------------------------
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
-
     def start(self) -> None:
         """Start sending; a spooled route opens its log first (SpoolError if it cannot)."""
-        self._condition()
         if self.spool is not None:
             self.spool.open()
             self.spool.start(self)
-        for i in range(self.cfg.delivery.concurrency):
+        workers = 1 if self.ordered else self.cfg.delivery.concurrency
+        for i in range(workers):
             self._workers.append(asyncio.create_task(self._worker(), name=f"route-{self.name}-{i}"))
-
-    def _ready(self, now: float) -> tuple[Any, float | None]:
-        b = self.cfg.batch
-        wait = None
-        for shape, parts in self._pending.items():
-            if (
-                self._closing
-                or self._pending_rows[shape] >= self.max_rows
-                or self._pending_bytes[shape] >= b.max_bytes
-                or now - parts[0].since >= b.linger
-            ):
-                return shape, None
-            w = parts[0].since + b.linger - now
-            wait = w if wait is None else min(wait, w)
-        return _NONE, wait
-
-    def _take(self, shape: Any) -> list[Part]:
-        b = self.cfg.batch
-        parts = self._pending[shape]
-        taken: list[Part] = []
-        rows = size = 0
-        while parts:
-            p = parts[0]
-            if taken and (rows + len(p.rows) > self.max_rows or size + p.body_bytes > b.max_bytes):
-                break
-            parts.popleft()
-            self._pending_rows[shape] -= len(p.rows)
-            self._pending_bytes[shape] -= p.body_bytes
-            if p.ticket.cancelled:
-                # Nobody waits for these rows: the caller resends what was not acknowledged.
-                self.budget.release(p.nbytes)
-                continue
-            taken.append(p)
-            rows += len(p.rows)
-            size += p.body_bytes
-        if not parts:
-            del self._pending[shape], self._pending_rows[shape], self._pending_bytes[shape]
-        return taken
-
-    async def _next_batch(self) -> list[Part] | None:
-        cond = self._condition()
-        loop = asyncio.get_running_loop()
-        async with cond:
-            while True:
-                shape, wait = self._ready(loop.time())
-                if shape is not _NONE:
-                    taken = self._take(shape)
-                    if taken:
-                        return taken
-                    continue
-                if self._closing:
-                    return None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(cond.wait(), wait)
 
     async def _worker(self) -> None:
         while True:
-            parts = await self._next_batch()
+            parts = await self.batcher.next_batch()
             if parts is None:
                 return
             key = id(parts)
@@ -355,30 +233,49 @@ class RoutePipeline:
             finally:
                 del self._inflight[key]
                 self.budget.release(sum(p.nbytes for p in parts))
+            # Let the callers that just heard their outcome act on it (an Ingest call that failed withdraws
+            # its other rows) before this worker takes the next batch.
+            await asyncio.sleep(0)
 
     async def _deliver(self, parts: list[Part]) -> None:
-        rows = Rows.concat([p.rows for p in parts])
-        deadlines = [p.ticket.deadline for p in parts]
-        deadline = None if None in deadlines else max(deadlines)  # type: ignore[type-var]
+        halted = [p for p in parts if self.ordered and p.ticket.failure is not None and p.ticket.gone is None]
+        results: list[Result] = []
+        if halted:
+            # An earlier batch of the same request failed: on an ordered route the rest of it is not sent.
+            parts = [p for p in parts if p not in halted]
+            results += [(Load.of([p]), held_back(p.ticket.failure)) for p in halted]  # type: ignore[arg-type]
+        live = Load.of(parts)
         try:
-            spans = await self.sender.deliver(rows, deadline)
+            # Durable rows on an ordered route wait for the target however long it takes: a record given up
+            # on and tried again later would reach the target after the ones behind it.
+            forever = self.ordered and all(p.ticket.durable for p in parts)
+            results += await self.sender.deliver(live, forever) if parts else []
         except asyncio.CancelledError:
             raise
         except Exception as e:
             # A fault in a dialect must still answer every caller.
             log.exception("route=%s internal error while sending a batch", self.name)
-            spans = [Span(0, len(rows), Outcome(code="INTERNAL", reason="BRIDGE_ERROR",
-                                                message=f"internal error in the bridge: {type(e).__name__}"))]
+            results.append((live, Outcome(code="INTERNAL", reason="BRIDGE_ERROR",
+                                          message=f"internal error in the bridge: {type(e).__name__}")))
+        self._count(results)
+        for part in settle(results, self.stats):
+            part.ticket.pending -= 1
+            if part.ticket.pending <= 0:
+                part.ticket.finish()
+
+    def _count(self, results: list[Result]) -> None:
         m = self.metrics
-        for s in spans:
-            o, n = s.outcome, s.stop - s.start
+        for load, o in results:
+            n = len(load)
+            if o.reason == "WITHDRAWN":
+                continue
             if o.ok:
                 self.stats.batches_sent += 1
                 self.last_failure = None
             else:
                 self.stats.batches_failed += 1
                 self.last_failure = o.reason or o.code
-                sequences = sorted({p.ticket.sequence for p in parts})
+                sequences = sorted({p.owner.ticket.sequence for p in load.pieces})
                 log.warning("route=%s sequences=%s rows=%d batch failed: %s %s: %s", self.name,
                             ",".join(map(str, sequences[:20])), n, o.code, o.reason, o.message)
             if m is not None:
@@ -387,56 +284,15 @@ class RoutePipeline:
                 m.sent_rows.labels(self.name, outcome).inc(n - len(o.row_errors) if o.ok else n)
                 if o.ok and o.row_errors:
                     m.rejected_rows.labels(self.name, "target").inc(len(o.row_errors))
-        self._settle(parts, spans)
-
-    def _settle(self, parts: list[Part], spans: list[Span]) -> None:
-        unattributed = {
-            id(s): (s.stop - s.start) - len(s.outcome.row_errors) - s.outcome.accepted
-            for s in spans if s.outcome.ok and s.outcome.accepted is not None
-        }
-        offset = 0
-        for p in parts:
-            a, b = offset, offset + len(p.rows)
-            offset = b
-            t = p.ticket
-            for s in spans:
-                lo, hi = max(a, s.start), min(b, s.stop)
-                if lo >= hi:
-                    continue
-                o = s.outcome
-                _merge_upstream(t.upstream, o.upstream)
-                if o.ok:
-                    named = [e for e in o.row_errors if lo <= e.index < hi]
-                    for e in named:
-                        t.errors.append(RowError(p.rows.caller_index(e.index - a), e.column, e.reason))
-                    good = hi - lo - len(named)
-                    extra = min(good, max(0, unattributed.get(id(s), 0)))
-                    if extra:
-                        unattributed[id(s)] -= extra
-                        t.unnamed_rejects += extra
-                        good -= extra
-                    t.accepted += good
-                    self.stats.rows_delivered += good
-                else:
-                    if t.failure is None:
-                        t.failure = o
-                    # Rows the target named in a failed batch (Feldera's parse errors), by caller index.
-                    t.errors += [RowError(p.rows.caller_index(e.index - a), e.column, e.reason)
-                                 for e in o.row_errors if lo <= e.index < hi]
-                    t.failed_rows.extend(p.rows.caller_index(i - a) for i in range(lo, hi))
-            t.pending -= 1
-            if t.pending <= 0:
-                t.finish()
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush what is buffered (linger no longer waits), then stop; what is left fails as UNAVAILABLE."""
         self._closing = True
+        self.batcher.closing = True
         if self.spool is not None:
             # Spooled rows are safe on disk: stop handing out more, let the batches in flight finish if they can.
             await self.spool.stop_pump()
-        cond = self._condition()
-        async with cond:
-            cond.notify_all()
+        await self.batcher.wake()
         if self._workers:
             _, running = await asyncio.wait(self._workers, timeout=timeout)
             for task in running:
@@ -445,32 +301,16 @@ class RoutePipeline:
         for parts in list(self._inflight.values()):
             for p in parts:
                 p.ticket.fail(SHUTTING_DOWN)
-        for parts in self._pending.values():
-            for p in parts:
-                p.ticket.fail(SHUTTING_DOWN)
-        self._pending.clear()
+        for p in self.batcher.drain():
+            p.ticket.fail(SHUTTING_DOWN)
         if self.spool is not None:
             await self.spool.close()
 
 
-def _merge_upstream(into: dict[str, str], more: dict[str, str]) -> None:
-    """A caller batch sent in several requests: counts add up, JSON lists join, other values: the last."""
-    for key, value in more.items():
-        old = into.get(key)
-        if old is not None and old.isdigit() and value.isdigit():
-            into[key] = str(int(old) + int(value))
-        elif old is not None and old.startswith("[") and value.startswith("["):
-            into[key] = old[:-1] + ("," if len(old) > 2 and len(value) > 2 else "") + value[1:]
-        else:
-            into[key] = value
+def dialect_ordered(dialect: Any) -> bool:
+    """A route whose target takes deletes or upserts keeps its rows in order by default."""
+    return dialect.supported_ops() != frozenset({Op.INSERT})
 
 
 def _shutting_down() -> BatchRejected:
     return BatchRejected("UNAVAILABLE", "BRIDGE_SHUTTING_DOWN", SHUTTING_DOWN.message, retry_after=1.0)
-
-
-class _NoShape:
-    pass
-
-
-_NONE = _NoShape()

@@ -218,7 +218,9 @@ class IngestService:
                 room.release()
             await reader
         finally:
-            # The caller went away (or the stream ended): nothing here may outlive it.
+            # The caller went away (or the stream ended): nothing here may outlive it. Its rows still queued are
+            # withdrawn, rows in a batch being retried leave it before the next attempt; only a request already
+            # on the wire goes on (its outcome can no longer reach the caller, who resends what was not acked).
             for t in live:
                 self.routes[t.route].forget(t)
             if not reader.done():
@@ -238,23 +240,34 @@ class IngestService:
                       caller: Caller) -> pb.IngestSummary:
         loop = asyncio.get_running_loop()
         tickets: list[Ticket] = []
-        failed: asyncio.Future[tuple[Ticket | None, status_pb2.Status]] = loop.create_future()
+        failed: asyncio.Future[status_pb2.Status] = loop.create_future()
+
+        def fail(st: status_pb2.Status) -> None:
+            if failed.done():
+                return
+            failed.set_result(st)
+            # The call ends at its first failure: its other rows are withdrawn now, before a worker sends the
+            # next batch, so that nothing goes out for a call that has ended and only what the target took
+            # is reported delivered.
+            for t in tickets:
+                if not t.future.done():
+                    self.routes[t.route].forget(t, "the call ended at an earlier batch's failure")
 
         def on_done(fut: asyncio.Future[Ticket]) -> None:
             t = fut.result()
-            if t.failure is not None and not failed.done():
-                failed.set_result((t, self._ack(t).status))
+            if t.failure is not None and t.gone is None:
+                fail(self._ack(t).status)
 
         async def read() -> None:
             previous = None
             async for sized in requests:
+                if failed.done():
+                    return
                 request = sized[0]
                 try:
                     previous, ticket = await self._next(sized, previous, caller, context, tickets)
                 except BatchRejected as e:
-                    if not failed.done():
-                        failed.set_result((None, acks.rejected_status(e, self._name(request, previous),
-                                                                      request.sequence)))
+                    fail(acks.rejected_status(e, self._name(request, previous), request.sequence))
                     return
                 ticket.future.add_done_callback(on_done)
 
@@ -265,13 +278,12 @@ class IngestService:
                 await reader
                 waiting = [t.future for t in tickets if not t.future.done()]
                 if waiting:
+                    # Not cancelled when the call fails first: the ticket futures are the pipeline's to resolve.
                     everything = asyncio.gather(*waiting)
                     await asyncio.wait({everything, failed}, return_when=asyncio.FIRST_COMPLETED)
-                    if not everything.done():
-                        everything.cancel()
             summary = self._summary(tickets)
             if failed.done():
-                _, st = failed.result()
+                st = failed.result()
                 delivered = [t.sequence for t in tickets if t.future.done() and t.failure is None]
                 out = status_pb2.Status()
                 out.CopyFrom(st)

@@ -47,46 +47,54 @@ class RetryPolicy:
         return d if retry_after is None else max(d, retry_after)
 
 
-Attempt = Callable[[float], Awaitable[Outcome]]
+# One attempt with the given timeout; None when there is nothing left to send (no more attempts).
+Attempt = Callable[[float], Awaitable[Outcome | None]]
 
 
 async def with_retries(
     attempt: Attempt,
     policy: RetryPolicy,
-    deadline: float | None,
+    deadline: Callable[[], float | None],
     clock: Callable[[], float] = time.monotonic,
-) -> Outcome:
+    forever: bool = False,
+) -> Outcome | None:
     """Run ``attempt(timeout)`` until it succeeds, fails for good or time runs out.
 
-    ``deadline`` is on ``clock`` (the latest caller deadline of the batch);
-    the route's max_elapsed bounds it too. The last outcome is returned as is,
-    so a transient failure still says "retryable" to the caller.
+    ``deadline()`` is on ``clock``: the latest deadline of the callers still waiting, read before each
+    attempt (it moves earlier as callers leave). The route's max_elapsed bounds it too, unless
+    ``forever`` (durable rows whose order must hold). The last outcome is returned as is, so a
+    transient failure still says "retryable" to the caller; DEADLINE_EXCEEDED only once the deadline
+    has passed, never because the next wait would not fit in it.
     """
     cfg = policy.cfg
     start = clock()
-    end = start + cfg.max_elapsed
-    if deadline is not None:
-        end = min(end, deadline)
     n = n500 = 0
     while True:
+        d = deadline()
+        end = start + cfg.max_elapsed if not forever else float("inf")
+        if d is not None:
+            end = min(end, d)
         timeout = max(0.001, min(cfg.timeout, end - clock()))
         outcome = await attempt(timeout)
+        if outcome is None:
+            return None
         n += 1
         if outcome.ok or not outcome.retryable:
             return outcome
-        if outcome.http_status == 500:
+        if outcome.http_status == 500 and not forever:
             n500 += 1
             if n500 >= cfg.max_500_attempts:
                 return outcome
-        if cfg.max_attempts and n >= cfg.max_attempts:
+        if cfg.max_attempts and n >= cfg.max_attempts and not forever:
             return outcome
         wait = policy.delay(n, outcome.retry_after)
-        if clock() + wait >= end:
-            if outcome.retry_after is None or outcome.retry_after < wait:
-                outcome.retry_after = wait
-            if deadline is not None and end == deadline:
-                # The caller's own deadline ends the retries: that is what it hears, with the last answer.
+        now = clock()
+        if now + wait >= end:
+            if d is not None and now >= d:
+                # The caller's own deadline ended the retries: that is what it hears, with the last answer.
                 outcome.code, outcome.reason = "DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"
                 outcome.message = f"the call's deadline passed while retrying; last: {outcome.message}"
+            elif outcome.retry_after is None or outcome.retry_after < wait:
+                outcome.retry_after = wait
             return outcome
         await asyncio.sleep(wait)

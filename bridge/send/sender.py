@@ -1,9 +1,12 @@
 """The send stage for one route: build → (compress) → send with retries → classify.
 
-Layers, innermost first: the transport sends one request; ``attempt`` turns
+Layers, innermost first: the transport sends one request; ``_attempt`` turns
 its answer (or its failure) into an Outcome through the dialect; the retry
-layer repeats transient failures; ``deliver`` splits on 413 and on bodies
-over max_bytes, and lets the dialect confirm a success (Feldera completion).
+layer repeats transient failures, and before each attempt drops the rows
+nobody waits for any more (rebuilding the request when some were dropped);
+``deliver`` splits on 413 and on bodies over max_bytes, splits a refused load
+between the callers' requests in it to find the one the target refused, and
+lets the dialect confirm a success (Feldera completion).
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ import time
 from bridge import status
 from bridge.dialects.base import Dialect, HttpRequest
 from bridge.metrics import Metrics, status_class
-from bridge.outcome import Outcome, Span
+from bridge.outcome import Outcome
 from bridge.redact import Redactor, route_secrets
-from bridge.rows import RowError, Rows
+from bridge.rows import RowError
 from bridge.send.compress import compress_async
+from bridge.send.load import Load
 from bridge.send.retry import RetryPolicy, parse_retry_after, with_retries
 from bridge.send.transport import Transport, TransportError
 
 log = logging.getLogger("bridge.send")
+
+Result = tuple[Load, Outcome]
 
 
 class Sender:
@@ -35,7 +41,7 @@ class Sender:
         self.route = dialect.route.name
         self.redact = Redactor(route_secrets(dialect.route))
 
-    async def _attempt(self, request: HttpRequest, body: bytes, headers: dict[str, str], rows: Rows,
+    async def _attempt(self, request: HttpRequest, body: bytes, headers: dict[str, str], load: Load,
                        timeout: float) -> Outcome:
         started = time.perf_counter()
         try:
@@ -44,7 +50,7 @@ class Sender:
             self._observe(None, started, len(body))
             return self._scrubbed(status.transport_failure(e.kind, e.detail))
         self._observe(response.status, started, len(body))
-        outcome = self._scrubbed(self.dialect.classify(response, rows))
+        outcome = self._scrubbed(self.dialect.answer(response, load.rows))
         if outcome.retryable and outcome.retry_after is None:
             outcome.retry_after = parse_retry_after(response.headers.get("retry-after"))
         if not outcome.ok:
@@ -71,56 +77,78 @@ class Sender:
             m.upstream_seconds.labels(self.route, status_class(http_status)).observe(time.perf_counter() - started)
             m.sent_bytes.labels(self.route).inc(nbytes)
 
-    async def _send_once(self, rows: Rows, request: HttpRequest, deadline: float | None) -> Outcome:
-        body = request.body
+    async def _send_once(self, load: Load, request: HttpRequest, forever: bool) -> Result:
+        """One request with retries; the rows nobody waits for leave it before each attempt."""
+        current = load
+        body: bytes | None = None
         headers = request.headers
-        if request.compression:
-            body = await compress_async(body, request.compression)
-            headers = {**headers, "Content-Encoding": request.compression}
-
         previous: list[Outcome] = []
 
-        async def attempt(timeout: float) -> Outcome:
+        async def attempt(timeout: float) -> Outcome | None:
+            nonlocal current, request, body, headers
+            live = current.alive(time.monotonic())
+            if not live.pieces:
+                current = live
+                return None  # nobody waits for these rows any more: no more attempts
+            if live is not current:
+                # A new body for the rows still wanted (and a new batch id where the dialect gives one).
+                current, request, body = live, self.dialect.build(live.rows), None
+            if body is None:
+                body, headers = request.body, request.headers
+                if request.compression:
+                    body = await compress_async(body, request.compression)
+                    headers = {**headers, "Content-Encoding": request.compression}
             if previous and self.metrics is not None:
                 self.metrics.retries.labels(self.route, previous[-1].reason or previous[-1].code).inc()
-            outcome = await self._attempt(request, body, headers, rows, timeout)
+            outcome = await self._attempt(request, body, headers, current, timeout)
             previous.append(outcome)
             return outcome
 
-        outcome = await with_retries(attempt, self.policy, deadline)
+        outcome = await with_retries(attempt, self.policy, lambda: current.deadline(), forever=forever)
+        if outcome is None:
+            return current, Outcome(code="CANCELLED", reason="WITHDRAWN", message="nobody waits for these rows")
         outcome.upstream = {**request.upstream, **outcome.upstream}
-        return outcome
+        return current, outcome
 
-    async def deliver(self, rows: Rows, deadline: float | None = None) -> list[Span]:
-        """Send ``rows``; the outcome of every row, as spans of positions."""
-        request = self.dialect.build(rows)
-        n = len(rows)
-        if len(request.body) > self.max_bytes and n > 1:
-            return await self._split(rows, deadline)
-        outcome = await self._send_once(rows, request, deadline)
+    async def deliver(self, load: Load, forever: bool = False) -> list[Result]:
+        """Send the load's rows; the outcome of every row still wanted, as (rows, outcome) pairs.
+
+        ``forever``: transient failures are retried without an end (durable rows that must keep their order).
+        """
+        load = load.alive(time.monotonic())
+        n = len(load)
+        if n == 0:
+            return []
+        request = self.dialect.build(load.rows)
+        if n > 1 and len(request.body) > self.max_bytes:
+            return await self._split(load, n // 2, forever)
+        load, outcome = await self._send_once(load, request, forever)
+        n = len(load)
         if outcome.http_status == 413:
             if n > 1:
-                return await self._split(rows, deadline)
+                return await self._split(load, n // 2, forever)
             outcome = Outcome(
                 code="OK",
                 upstream=outcome.upstream,
-                row_errors=[RowError(0, "", f"ROW_TOO_LARGE: the target refused the row alone (HTTP 413); "
-                                              f"{len(request.body)} bytes encoded")],
+                row_errors=[RowError(0, "", "ROW_TOO_LARGE: the target refused the row alone (HTTP 413); "
+                                            f"{len(self.dialect.build(load.rows).body)} bytes encoded")],
             )
+        elif not outcome.ok and self._refusal_to_split(outcome, load):
+            # Which caller's rows did the target refuse? Halves by request, in order, until each stands alone.
+            left, right = load.split_by_key()
+            return await self.deliver(left, forever) + await self.deliver(right, forever)
         elif outcome.ok:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is None or remaining > 0:
+            deadline = load.deadline()
+            if deadline is None or deadline > time.monotonic():
                 outcome = self._scrubbed(await self.dialect.confirm(
                     self.transport, outcome, deadline or time.monotonic() + self.policy.cfg.max_elapsed))
-        return [Span(0, n, outcome)]
+        return [(load, outcome)]
 
-    async def _split(self, rows: Rows, deadline: float | None) -> list[Span]:
-        mid = len(rows) // 2
-        spans = await self.deliver(rows.slice(0, mid), deadline)
-        for s in await self.deliver(rows.slice(mid, len(rows)), deadline):
-            s.start += mid
-            s.stop += mid
-            for e in s.outcome.row_errors:
-                e.index += mid
-            spans.append(s)
-        return spans
+    def _refusal_to_split(self, outcome: Outcome, load: Load) -> bool:
+        """A refusal of the rows (not of the route) for a load of several requests, when it took none of them."""
+        return (outcome.code == "INVALID_ARGUMENT" and not outcome.retryable and self.dialect.atomic_refusal
+                and load.keys() > 1)
+
+    async def _split(self, load: Load, at: int, forever: bool) -> list[Result]:
+        left, right = load.split(at)
+        return await self.deliver(left, forever) + await self.deliver(right, forever)

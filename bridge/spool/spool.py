@@ -26,7 +26,8 @@ from bridge.spool.deadletter import DeadLetter
 from bridge.spool.wal import Recovery, Wal
 
 if TYPE_CHECKING:
-    from bridge.pipeline import RoutePipeline, Ticket
+    from bridge.pipeline import RoutePipeline
+    from bridge.tickets import Ticket
 
 log = logging.getLogger("bridge.spool")
 
@@ -92,7 +93,7 @@ class Spool:
         self._pump = asyncio.create_task(self._run(pipeline), name=f"spool-{self.route}")
 
     async def _run(self, pipeline: RoutePipeline) -> None:
-        from bridge.pipeline import Ticket
+        from bridge.tickets import Ticket
 
         loop = asyncio.get_running_loop()
         while True:
@@ -112,7 +113,7 @@ class Spool:
                 continue
             nbytes = len(payload) * 2
             await pipeline.reserve(nbytes)
-            ticket = Ticket(self.route, seq, len(rows), [], None)
+            ticket = Ticket(self.route, seq, len(rows), [], None, durable=True)
             ticket.future.add_done_callback(lambda f, seq=seq, rows=rows: self._settled(seq, rows, f.result()))
             await pipeline.enqueue_rows(ticket, rows, nbytes, len(payload))
 
