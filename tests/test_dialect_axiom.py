@@ -236,8 +236,9 @@ def test_classify_counts_what_axiom_did_not_take_even_without_failures():
     rows = Rows(None, [b'{"a":1}'] * 5)
     out = d.classify(HttpResponse(200, {}, b'{"ingested":3,"failed":2,"failures":[]}'), rows)
     assert (out.code, out.accepted, out.row_errors, out.upstream["failed"]) == ("OK", 3, [], "2")
+    # A 200 whose counts cannot be read says nothing about what Axiom took: never a success.
     out = d.classify(HttpResponse(200, {}, b"not json"), rows)
-    assert (out.code, out.accepted, out.upstream) == ("OK", None, {})
+    assert (out.code, out.reason, out.retryable) == ("UNKNOWN", "UPSTREAM_ANSWER_UNREADABLE", False)
 
 
 def test_classify_matches_epoch_timestamps_by_the_routes_timestamps_unit():

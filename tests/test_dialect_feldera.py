@@ -317,11 +317,14 @@ def test_delivery_defaults_keep_requests_under_the_proxy_timeout():
     assert delivery({"delivery": {"concurrency": 5}}).concurrency == 5
 
 
-async def test_requests_in_flight_per_table_are_bounded(fel, bridge_factory, channel_factory):
+@pytest.mark.parametrize(("ordered", "most"), [(None, 1), (False, 2)], ids=["ordered-by-default", "unordered"])
+async def test_requests_in_flight_per_table_are_bounded(fel, bridge_factory, channel_factory, ordered, most):
     fel.delay = 0.1
     r = route(fel)
     r["batch"] = {"linger": "0s", "max_rows": 1}
     del r["delivery"]
+    if ordered is not None:
+        r["delivery"] = {"ordered": ordered}
     b = await bridge_factory({"r": r})
 
     async def gen():
@@ -333,7 +336,11 @@ async def test_requests_in_flight_per_table_are_bounded(fel, bridge_factory, cha
     acks = [a async for a in channel_factory(b).IngestStream(gen())]
     assert [a.accepted for a in acks] == [1] * 8
     assert len(fel.requests) == 8
-    assert fel.max_in_flight == 2, "delivery_defaults: two requests in flight per table, never more"
+    # Inserts and deletes keep their order: one request at a time unless the route says order does not matter;
+    # then delivery_defaults allow two per table, never more.
+    assert fel.max_in_flight == most
+    if ordered is None:
+        assert [orjson.loads(c.body)[0]["insert"]["k"] for c in fel.requests] == [f"k{i}" for i in range(8)]
 
 
 def _schema(spec: dict, node):

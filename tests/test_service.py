@@ -215,7 +215,7 @@ async def test_a_caller_that_disconnects_mid_stream_leaves_nothing_behind(sink, 
         await asyncio.sleep(0.01)
     assert route.budget.used == 0
     assert b.budget.used == 0
-    assert not route._pending
+    assert len(route.batcher) == 0
     assert not stream_tasks(), "the stream's reader task is gone"
     assert not sink.requests, "rows nobody waits for are not sent"
 

@@ -7,7 +7,8 @@ A step is a dict:
 * ``{"status": 503, "body": {...}, "headers": {"Retry-After": "2"}}``: answer so (the rows are not kept);
 * ``{"delay": 0.5}``: wait, then answer 200 (or the step's ``status``);
 * ``{"reset": true}``: close the connection without an answer;
-* ``{"slow": 2.0}``: answer 200 but trickle the body over that many seconds;
+* ``{"slow": 2.0}``: answer 200 (or the step's ``status`` and ``body``) but trickle the body over that many
+  seconds;
 * ``{"stall": true}``: hold the request until ``release()`` (or ``POST /_release``);
 * ``{"max_rows": 10}``: a standing rule, not consumed: 413 for any body of more rows.
 
@@ -102,24 +103,32 @@ class FaultyTarget(Emulator):
                     request.transport.close()
                 raise asyncio.CancelledError  # aiohttp drops the request without an answer
             if "slow" in step:
-                return await self._slow(request, rows, float(step["slow"]), cap)
-            return web.Response(body=orjson.dumps(step.get("body", {"message": f"scripted {step['status']}"})),
-                                status=int(step["status"]), headers=step.get("headers", {}),
-                                content_type="application/json")
+                return await self._slow(request, rows, step, cap)
+            status = int(step["status"])
+            if 200 <= status < 300:
+                self._keep(cap, rows)
+            return web.Response(body=orjson.dumps(step.get("body", {"message": f"scripted {status}"})),
+                                status=status, headers=step.get("headers", {}), content_type="application/json")
         if self.max_rows is not None and len(rows) > self.max_rows:
             return web.json_response({"message": f"{len(rows)} rows: too large"}, status=413)
-        cap.rows = rows
-        self.rows.extend(rows)
+        self._keep(cap, rows)
         return web.json_response({"ingested": len(rows)})
 
-    async def _slow(self, request: web.Request, rows: list, seconds: float, cap) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        await resp.prepare(request)
-        body = orjson.dumps({"ingested": len(rows)})
-        for i in range(len(body)):
-            await resp.write(body[i:i + 1])
-            await asyncio.sleep(seconds / len(body))
-        await resp.write_eof()
+    def _keep(self, cap, rows: list) -> None:
         cap.rows = rows
         self.rows.extend(rows)
+
+    async def _slow(self, request: web.Request, rows: list, step: dict, cap) -> web.StreamResponse:
+        status = int(step.get("status", 200))
+        resp = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        body = orjson.dumps(step.get("body", {"ingested": len(rows)}))
+        pieces = min(len(body), 40)
+        size = -(-len(body) // pieces)
+        for i in range(0, len(body), size):
+            await resp.write(body[i:i + size])
+            await asyncio.sleep(float(step["slow"]) / pieces)
+        await resp.write_eof()
+        if 200 <= status < 300:
+            self._keep(cap, rows)
         return resp
