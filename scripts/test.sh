@@ -25,8 +25,9 @@ fi
 
 if command -v npm >/dev/null 2>&1; then
   npm ci --prefix examples/node --no-audit --no-fund --silent
+  npm ci --prefix tools/buf --no-audit --no-fund --silent  # buf: lint and breaking checks of protos/
 else
-  echo "note: npm is missing: the Node example's test will be skipped" >&2
+  echo "note: npm is missing: the Node example's and buf's tests will be skipped" >&2
 fi
 
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1

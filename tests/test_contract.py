@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 from google.protobuf import descriptor_pb2
 
 from bridge._protogen import CONTRACT, PROTO_DIR, _include_dirs, compile_descriptor_set
@@ -69,3 +72,38 @@ def test_every_message_field_enum_and_rpc_is_documented(tmp_path):
     # Value's oneof members are documented one by one, except null (the oneof says unset is null).
     missing = [m for m in missing if m != "Value.null"]
     assert not missing, f"undocumented in {PROTO_DIR / CONTRACT[0]}: {missing}"
+
+
+# -- buf: lint and breaking-change check ------------------------------------------------------------------
+
+BUF = Path(__file__).resolve().parents[1] / "tools" / "buf" / "node_modules" / ".bin" / "buf"
+needs_buf = pytest.mark.skipif(not BUF.exists(), reason="buf is missing: npm ci --prefix tools/buf")
+
+
+def _buf(*args: str, cwd: Path = PROTO_DIR) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BUF), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@needs_buf
+def test_buf_lint_passes_with_only_the_written_down_exceptions():
+    r = _buf("lint")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@needs_buf
+def test_the_contract_is_compatible_with_v1_as_released():
+    r = _buf("breaking", "--against", "baseline/ingestbridge-v1.binpb")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@needs_buf
+def test_buf_breaking_would_catch_a_renumbered_field(tmp_path):
+    # The check above can fail: the same contract with one field renumbered is refused.
+    copy = tmp_path / "protos"
+    shutil.copytree(PROTO_DIR, copy)
+    proto = copy / "ingestbridge" / "v1" / "ingest.proto"
+    text = proto.read_text()
+    assert "uint64 sequence = 2;" in text
+    proto.write_text(text.replace("uint64 sequence = 2;", "uint64 sequence = 42;", 1))
+    r = _buf("breaking", "--against", "baseline/ingestbridge-v1.binpb", cwd=copy)
+    assert r.returncode != 0 and "sequence" in r.stdout + r.stderr
