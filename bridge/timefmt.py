@@ -52,7 +52,8 @@ def _rfc3339() -> TimeFormatter:
     cache: dict[int, str] = {}
 
     def fmt(seconds: int, nanos: int) -> str:
-        _check_nanos(nanos)
+        if not 0 <= nanos < NANOS:  # inline: this runs once per timestamp value
+            _check_nanos(nanos)
         base = cache.get(seconds)
         if base is None:
             # Rows of one batch share a few seconds: the date part is cached.
@@ -82,14 +83,16 @@ _EPOCH = {"epoch_s": 1, "epoch_ms": 1000, "epoch_us": 1_000_000, "epoch_ns": NAN
 def _epoch(mode: str) -> TimeFormatter:
     if mode == "epoch_s":
         def seconds(s: int, n: int) -> int | orjson.Fragment:
-            _check_nanos(n)
+            if not 0 <= n < NANOS:
+                _check_nanos(n)
             return s if n == 0 else epoch_seconds(s * NANOS + n)
 
         return seconds
     div = NANOS // _EPOCH[mode]
 
     def fmt(s: int, n: int) -> int:
-        _check_nanos(n)
+        if not 0 <= n < NANOS:
+            _check_nanos(n)
         # Floor division of the exact count; the range check is on the number written, not on the seconds.
         out = (s * NANOS + n) // div
         if not -_INT64 <= out < _INT64:
