@@ -10,25 +10,19 @@ built once per type.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
-import msgspec
-import orjson
 from google.protobuf.message import DecodeError
 
+from bridge import jsonrows
 from bridge.config_model import LimitsConfig
 from bridge.descriptors import MessageTypes
 from bridge.dialects.base import b64
 from bridge.errors import BatchRejected
 from bridge.rows import RowError, Rows
-from bridge.timefmt import TimeFormatter, format_nanos
+from bridge.timefmt import TimeFormatter, format_nanos, formatter
 
 _PLAIN = frozenset(("int", "uint", "string", "bool"))
-# Checks JSON syntax without building objects: four times cheaper than parsing.
-_JSON_SYNTAX = msgspec.json.Decoder(msgspec.Raw)
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(rb"[^\[\]{}]+")
 
 
 def _invalid(message: str, reason: str = "INVALID_BATCH") -> BatchRejected:
@@ -37,34 +31,6 @@ def _invalid(message: str, reason: str = "INVALID_BATCH") -> BatchRejected:
 
 class LimitExceeded(ValueError):
     """A value over one of ``limits``: its row is rejected with this message."""
-
-
-def _strict(raw: bytes) -> Any:
-    """The row parsed as the targets' strict parsers would; LimitExceeded where they would refuse it."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise LimitExceeded(f"not valid JSON for the target: {e}") from None
-
-
-def _json_kind(raw: bytes) -> str:
-    try:
-        return type(orjson.loads(raw)).__name__
-    except orjson.JSONDecodeError:
-        return "value"
-
-
-def _json_depth(raw: bytes) -> int:
-    """How deep arrays and objects nest in (syntactically valid) JSON."""
-    brackets = _BRACKETS.sub(b"", _STRINGS.sub(b"", raw))
-    depth = deepest = 0
-    for c in brackets:
-        if c in b"[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
 
 
 def _check_names(names: list[str] | tuple[str, ...], what: str) -> None:
@@ -86,13 +52,19 @@ def _ops(ops: list[int], n: int, what: str) -> list[int] | None:
 
 
 class Decoder:
-    """Decodes one route's requests; holds its timestamp format and message types."""
+    """Decodes one route's requests; holds its timestamp format and message types.
 
-    def __init__(self, ts: TimeFormatter, messages: MessageTypes | None = None, rfc3339: bool = True,
-                 limits: LimitsConfig | None = None) -> None:
+    ``mode`` is the route's ``timestamps`` option (``ts`` its formatter); columns named in
+    ``rfc3339_columns`` are written as RFC 3339 whatever the mode (Timeplus' ``_tp_time``).
+    """
+
+    def __init__(self, ts: TimeFormatter, messages: MessageTypes | None = None, mode: str = "rfc3339",
+                 limits: LimitsConfig | None = None, rfc3339_columns: frozenset[str] = frozenset()) -> None:
         self.ts = ts
-        self.rfc3339 = rfc3339
+        self.mode = mode
         self.messages = messages
+        self.fixed = rfc3339_columns if mode != "rfc3339" else frozenset()
+        self._rfc3339 = formatter("rfc3339")
         limits = limits or LimitsConfig()
         self.max_value = limits.max_value_bytes
         self.max_depth = limits.max_depth
@@ -121,7 +93,7 @@ class Decoder:
                                 {"limit": str(self.max_columns)})
 
     # -- typed values ---------------------------------------------------------
-    def value(self, v: Any, depth: int = 0) -> Any:
+    def value(self, v: Any, depth: int = 0, ts: TimeFormatter | None = None) -> Any:
         k = v.WhichOneof("kind")
         if k in _PLAIN:
             x = getattr(v, k)
@@ -139,13 +111,14 @@ class Decoder:
             return b64(v.bytes)
         if k == "timestamp":
             t = v.timestamp
-            return self.ts(t.seconds, t.nanos)
+            return (ts or self.ts)(t.seconds, t.nanos)
         if depth >= self.max_depth:
             raise LimitExceeded(f"lists and maps nest deeper than {self.max_depth} levels (limits.max_depth)")
         if k == "list":
             return [self.value(x, depth + 1) for x in v.list.values]
-        # map
-        return {key: self.value(x, depth + 1) for key, x in v.map.fields.items()}
+        # map: keys in sorted order (code points, the same as UTF-8 bytes), so every process writes the same bytes
+        fields = v.map.fields
+        return {key: self.value(fields[key], depth + 1) for key in sorted(fields)}
 
     def row_batch(self, batch: Any) -> tuple[Rows, list[RowError]]:
         columns = tuple(batch.columns)
@@ -162,6 +135,8 @@ class Decoder:
         value = self.value
         # The plain fast path skips length checks: only for requests too small to hold a long value.
         plain = frozenset() if self._long else _PLAIN
+        fixed = [c in self.fixed for c in columns] if self.fixed & set(columns) else None
+        rfc = self._rfc3339
         for i, row in enumerate(batch.rows):
             values = row.values
             if len(values) != n:
@@ -169,9 +144,13 @@ class Decoder:
                 continue
             try:
                 out = []
-                for v in values:
-                    k = v.WhichOneof("kind")
-                    out.append(getattr(v, k) if k in plain else value(v))
+                if fixed is None:
+                    for v in values:
+                        k = v.WhichOneof("kind")
+                        out.append(getattr(v, k) if k in plain else value(v))
+                else:
+                    for v, f in zip(values, fixed, strict=True):
+                        out.append(value(v, 0, rfc if f else None))
             except (ValueError, OverflowError, OSError) as e:
                 errors.append(RowError(i, "", f"bad value: {e}"))
                 continue
@@ -195,7 +174,9 @@ class Decoder:
             return vals
         if kind == "doubles":
             vals = list(col.doubles.values)
-            if not math.isfinite(math.fsum(vals)):
+            # A plain sum never raises (fsum does on overflow and on inf - inf): a sum that is not finite
+            # only sends the column through the per-value check, where NaN and infinities become null.
+            if not math.isfinite(sum(vals)):
                 vals = [x if math.isfinite(x) else None for x in vals]
             return vals
         if kind == "bytes":
@@ -203,13 +184,17 @@ class Decoder:
             if self._long:
                 self._long_values(raw, bad)
             return [b64(x) for x in raw]
+        fixed = col.name in self.fixed
         if kind == "timestamps":
-            return format_nanos(col.timestamps.values, self.ts, self.rfc3339)
+            if fixed:
+                return format_nanos(col.timestamps.values, self._rfc3339, "rfc3339", bad, f"column {col.name!r}")
+            return format_nanos(col.timestamps.values, self.ts, self.mode, bad, f"column {col.name!r}")
         out = []
         value = self.value
+        ts = self._rfc3339 if fixed else None
         for i, v in enumerate(col.values.values):
             try:
-                out.append(value(v))
+                out.append(value(v, 0, ts))
             except (ValueError, OverflowError, OSError) as e:
                 bad.setdefault(i, f"column {col.name!r}: bad value: {e}")
                 out.append(None)
@@ -298,55 +283,13 @@ class Decoder:
             ops = [ops[i] for i in index]
         return Rows(mt.columns, data, ops, index if errors else None), errors
 
-    # -- JSON passthrough ------------------------------------------------------
+    # -- JSON rows -------------------------------------------------------------
     def json_batch(self, batch: Any, parse: bool = False) -> tuple[Rows, list[RowError], list[dict] | None]:
-        """Rows of JSON object bytes, and the parsed objects when ``parse``.
-
-        ``parse`` is for routes that read the objects (validation, CSV and compact encoders): a row their
-        strict parser refuses (1e400, a lone surrogate escape) is rejected here, by index. Rows passed
-        through as they are keep only the syntax check: the target's parser has the last word on them.
-        """
-        check = _JSON_SYNTAX.decode
-        data: list[bytes] = []
-        objs: list[dict] | None = [] if parse else None
-        index: list[int] = []
-        errors: list[RowError] = []
-        long, depth = self._long, self.max_depth
-        for i, raw in enumerate(batch.objects):
-            problem = None
-            try:
-                if long and len(raw) > self.max_value:
-                    raise self._too_long(len(raw))
-                check(raw)  # RecursionError past about a thousand levels: a row error below
-                if not raw.isascii():
-                    try:
-                        raw.decode()
-                    except UnicodeDecodeError as e:
-                        raise LimitExceeded(f"not valid JSON: not UTF-8 at byte {e.start}") from None
-                if raw[:1] != b"{" and raw.lstrip()[:1] != b"{":
-                    raise LimitExceeded(f"not a JSON object (a JSON {_json_kind(raw)})")
-                if objs is not None:
-                    # Read by the bridge: nesting is held to max_depth (rows passed through are the target's
-                    # to read; counting brackets in each of them would double the cost of passthrough).
-                    if raw.count(b"[") + raw.count(b"{") > depth and _json_depth(raw) > depth:
-                        raise LimitExceeded(f"arrays and objects nest deeper than {depth} levels (limits.max_depth)")
-                    objs.append(_strict(raw))
-            except (msgspec.DecodeError, RecursionError) as e:
-                problem = f"not valid JSON: {e}"
-            except LimitExceeded as e:
-                problem = str(e)
-            if problem is not None:
-                errors.append(RowError(i, "", problem))
-                continue
-            data.append(raw)
-            index.append(i)
-        whole = b"".join(data)
-        if b"\n" in whole or b"\r" in whole:
-            # One object per line for NDJSON targets (one scan of the batch, not one per row). Valid JSON holds
-            # CR and LF only as whitespace (in strings they must be escaped), so a space does as well.
-            data = [raw.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in raw or b"\r" in raw else raw
-                    for raw in data]
+        """Rows of JSON object bytes as written (the checks: bridge/jsonrows.py), and with ``parse`` (routes
+        with declared columns) each row split at its top level: {key: raw JSON text of its value}."""
+        data, index, errors = jsonrows.check(list(batch.objects), self.max_value, self.max_depth)
+        objs = [jsonrows.split(raw) for raw in data] if parse else None
         ops = _ops(list(batch.ops), len(batch.objects), "json.ops")
-        if errors and ops is not None:
+        if index is not None and ops is not None:
             ops = [ops[i] for i in index]
-        return Rows(None, data, ops, index if errors else None), errors, objs
+        return Rows(None, data, ops, index), errors, objs

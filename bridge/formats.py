@@ -1,39 +1,35 @@
 """Body encoders shared by the dialects: NDJSON, JSON array, compact, CSV.
 
 One call per batch where the encoder allows; JSON objects that came in as
-bytes are joined, not re-encoded.
+bytes are joined, not re-encoded. A form that re-forms JSON rows (compact,
+CSV) splits each object at its top level and copies each value's JSON text:
+numbers arrive exactly as the caller wrote them.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+import msgspec
 import orjson
 
+from bridge.jsonrows import split
 from bridge.rows import Rows
 
+__all__ = ["compact", "csv_body", "json_array", "json_table", "ndjson", "object_bytes", "raw_compact", "split"]
+
+_STR = msgspec.json.Decoder(str)
+_SPLIT = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ENCODE = msgspec.json.Encoder().encode
+Fragment = orjson.Fragment
 
 @lru_cache(maxsize=256)
 def row_to_dict(columns: tuple[str, ...]) -> Callable[[tuple], dict[str, Any]]:
     """A function building one row's dict, made once per column set: twice as fast as dict(zip(...))."""
     body = ", ".join(f"{name!r}: r[{i}]" for i, name in enumerate(columns))
     return eval(f"lambda r: {{{body}}}")  # names are repr()-quoted literals: no code comes from data
-
-
-def dicts(rows: Rows) -> Iterator[dict[str, Any]]:
-    """Each row as a dict (JSON objects are parsed again)."""
-    if rows.columns is None:
-        loads = orjson.loads
-        for raw in rows.data:
-            yield loads(raw)
-    else:
-        make = row_to_dict(rows.columns)
-        for values in rows.data:
-            yield make(values)
 
 
 def object_bytes(rows: Rows) -> list[bytes]:
@@ -49,7 +45,7 @@ def ndjson(rows: Rows) -> bytes:
     """One object per line, each line ending in a newline."""
     if not rows.data:
         return b""
-    return b"\n".join(object_bytes(rows)) + b"\n"
+    return b"\n".join([*object_bytes(rows), b""])  # one copy of the body, the last newline included
 
 
 def json_array(rows: Rows) -> bytes:
@@ -59,64 +55,80 @@ def json_array(rows: Rows) -> bytes:
     return orjson.dumps([make(values) for values in rows.data])
 
 
-def table(rows: Rows) -> tuple[list[str], list]:
-    """Column names and row arrays; JSON objects are aligned on the union of their keys."""
-    if rows.columns is not None:
-        return list(rows.columns), rows.data
-    objs = list(dicts(rows))
+def json_table(rows: Rows) -> tuple[list[str], list[list[msgspec.Raw | None]]]:
+    """JSON rows as a table: the union of their keys in first-seen order, each cell its value's JSON text.
+
+    A key missing from a row is None there (null in compact and CSV; NDJSON keeps it absent).
+    """
+    objs = [_SPLIT.decode(raw) for raw in rows.data]
     names: dict[str, None] = {}
     for obj in objs:
-        for key in obj:
-            names.setdefault(key, None)
+        names.update(dict.fromkeys(obj))
     cols = list(names)
     return cols, [[obj.get(c) for c in cols] for obj in objs]
 
 
+def raw_compact(columns: list[str], data: list[list]) -> bytes:
+    """Compact from cells that hold JSON text (msgspec.Raw, copied as written), None and ints."""
+    return _ENCODE({"columns": columns, "data": data})
+
+
 def compact(rows: Rows) -> bytes:
     """Timeplus' ``{"columns": [...], "data": [[...], ...]}``."""
-    cols, data = table(rows)
-    return orjson.dumps({"columns": cols, "data": data})
+    if rows.columns is not None:
+        return orjson.dumps({"columns": rows.columns, "data": rows.data})
+    return raw_compact(*json_table(rows))
 
 
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
-    return value
+# -- CSV ---------------------------------------------------------------------------------------------------------
+# One writer for every target, only the NULL token differs. Every string is quoted (header names too), so no
+# string can be read as NULL, lose its edge spaces or be taken for a number; NULL is the one unquoted token.
+def _quote(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"'
 
 
-def csv_body(rows: Rows, header: bool = True, delimiter: str = ",", columns: list[str] | None = None) -> bytes:
-    """RFC 4180 CSV; nested values as JSON text, null as an empty field."""
-    cols, data = table(rows)
+def _raw_cell(raw: bytes, null: str) -> str:
+    """A JSON value's text as a CSV cell: strings and nested values quoted, numbers and booleans as written."""
+    first = raw[:1]
+    if first == b'"':
+        return _quote(_STR.decode(raw))
+    if first in (b"{", b"["):
+        return _quote(raw.decode())
+    if raw == b"null":
+        return null
+    return raw.decode()  # a number as written, true or false
+
+
+def _cell(v: Any, null: str) -> str:
+    t = type(v)
+    if t is str:
+        return _quote(v)
+    if v is None:
+        return null
+    if t is bool:
+        return "true" if v else "false"
+    if t is int:
+        return str(v)
+    if t is float or t is Fragment:
+        return orjson.dumps(v).decode()  # shortest round-trip text; a Fragment is an exact number
+    if t is msgspec.Raw:
+        return _raw_cell(bytes(v), null)
+    return _quote(orjson.dumps(v).decode())  # lists and maps as JSON text
+
+
+def csv_body(rows: Rows, header: bool = True, delimiter: str = ",", columns: list[str] | None = None,
+             null: str = "") -> bytes:
+    """CSV (RFC 4180 quoting, LF line ends): strings quoted, numbers as written, booleans true/false, nested
+    values as JSON text, null as the target's ``null`` token, unquoted."""
+    if rows.columns is not None:
+        cols, data = list(rows.columns), rows.data
+    else:
+        cols, data = json_table(rows)
     if columns is not None:
-        # Re-order to the target's column order (missing columns are empty).
+        # Re-order to the target's column order (missing columns are null).
         pos = {c: i for i, c in enumerate(cols)}
         data = [[r[pos[c]] if c in pos else None for c in columns] for r in data]
         cols = columns
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
-    if header:
-        writer.writerow(cols)
-    writer.writerows([_csv_cell(v) for v in r] for r in data)
-    text = out.getvalue()
-    if "\r" in text:
-        text = _csv_quoting_cr(cols if header else None, data, delimiter)
-    return text.encode()
-
-
-def _csv_quoting_cr(cols: list[str] | None, data: list, delimiter: str) -> str:
-    """The rare body with a carriage return in a value: the csv module quotes CR only when it ends lines."""
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
-    lines = []
-    for row in ([cols] if cols is not None else []) + [[_csv_cell(v) for v in r] for r in data]:
-        out.seek(0)
-        out.truncate()
-        writer.writerow(row)
-        lines.append(out.getvalue()[:-2])
-    return "\n".join(lines) + "\n" if lines else ""
+    lines = [delimiter.join(map(_quote, cols))] if header else []
+    lines += [delimiter.join([_cell(v, null) for v in r]) for r in data]
+    return ("\n".join(lines) + "\n").encode() if lines else b""

@@ -63,12 +63,13 @@ class RoutePipeline:
         mode = cfg.options.get("timestamps", "rfc3339")
         ts = formatter(mode)
         path = cfg.options.get("descriptor_set") or ""
+        fixed = self.dialect.rfc3339_columns() if mode != "rfc3339" else frozenset()
         try:
-            messages = MessageTypes(path, ts) if path else None
+            messages = MessageTypes(path, ts, fixed) if path else None
         except ConfigError as e:
             raise ConfigError([f"routes.{cfg.name}.options.descriptor_set: {p}" for p in e.problems]) from None
-        self.decoder = Decoder(ts, messages, rfc3339=mode == "rfc3339", limits=limits)
-        self.validator = Validator(cfg.columns) if cfg.columns else None
+        self.decoder = Decoder(ts, messages, mode=mode, limits=limits, rfc3339_columns=fixed)
+        self.validator = Validator(cfg.columns, mode, fixed) if cfg.columns else None
         self._parse_json = self.validator is not None or self.dialect.parses_json_rows()
         self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
         cap = self.dialect.rows_per_request()

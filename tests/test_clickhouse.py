@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from bridge import sample
+from bridge.proto import pb
 from tests import ch_server
 from tests.grpc_helpers import error_info, status_of
 
@@ -97,3 +98,28 @@ async def test_a_missing_table_is_not_found_and_a_bad_value_is_invalid(clickhous
     assert ei.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL)
     assert "Code: " in ei.value.details()
     assert clickhouse.query("SELECT count() FROM typed").strip() == "0"
+
+
+async def test_csv_keeps_null_and_the_empty_string_apart(clickhouse, bridge_factory, channel_factory):
+    clickhouse.query("CREATE TABLE csv_null (id Int64, s Nullable(String), n Nullable(Float64), j String) "
+                     "ENGINE = Memory")
+    b = await bridge_factory({"ch": {
+        "dialect": "http", "url": clickhouse.http_url, "batch": {"linger": "0s"},
+        "options": {"format": "csv", "query": {"query": "INSERT INTO csv_null FORMAT CSVWithNames"}},
+    }})
+    s = [pb.Value(), pb.Value(string=""), pb.Value(string="\\N"), pb.Value(string="NULL"), pb.Value(string=" x ")]
+    req = pb.IngestRequest(route="ch", rows=pb.RowBatch(columns=["id", "s", "n", "j"], rows=[
+        pb.Row(values=[pb.Value(int=i), v, pb.Value() if i % 2 else pb.Value(double=i + 0.5),
+                       pb.Value(list=pb.ListValue(values=[pb.Value(int=i), pb.Value(string='a"b')]))])
+        for i, v in enumerate(s)]))
+    ack = await channel_factory(b).IngestBatch(req)
+    assert (ack.accepted, ack.rejected) == (5, 0)
+    got = table_rows(clickhouse, "csv_null")
+    assert [r["s"] for r in got] == [None, "", "\\N", "NULL", " x "]
+    assert [r["n"] for r in got] == [0.5, None, 2.5, None, 4.5]
+    assert [r["j"] for r in got] == [f'[{i},"a\\"b"]' for i in range(5)]
+    # JSON rows the same way (ClickHouse 18.16 reads CSVWithNames by position: every key, in table order).
+    req = pb.IngestRequest(route="ch", json=pb.JsonBatch(objects=[b'{"id":5,"s":null,"n":0.250,"j":"{}"}',
+                                                                  b'{"id":6,"s":"","n":null,"j":""}']))
+    assert (await channel_factory(b).IngestBatch(req)).accepted == 2
+    assert [(r["s"], r["n"]) for r in table_rows(clickhouse, "csv_null")[5:]] == [(None, 0.25), ("", None)]

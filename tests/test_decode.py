@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import orjson
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -27,11 +28,12 @@ from tests.protos_util import compile_descriptor_set, load_message_classes
         (1767225600, 5_000, "epoch_us", 1767225600000005),
         (1767225600, 5, "epoch_ns", 1767225600000000005),
         (1767225600, 0, "epoch_s", 1767225600),
-        (1767225600, 500_000_000, "epoch_s", 1767225600.5),
+        (1767225600, 500_000_000, "epoch_s", orjson.Fragment(b"1767225600.500")),
     ],
 )
 def test_timestamps_keep_the_precision_given(seconds, nanos, mode, expected):
-    assert formatter(mode)(seconds, nanos) == expected
+    # As JSON: epoch_s fractions are exact decimal text (an orjson.Fragment), not doubles.
+    assert orjson.dumps(formatter(mode)(seconds, nanos)) == orjson.dumps(expected)
 
 
 def test_columnar_batches_transpose_with_nulls_and_ops():

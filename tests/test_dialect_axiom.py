@@ -132,14 +132,14 @@ async def test_csv_with_a_delimiter_and_no_compression(axiom, bridge_factory, ch
     assert cap.query == [("csv-delimiter", ";")]
     assert cap.headers["Content-Type"] == "text/csv"
     assert "Content-Encoding" not in cap.headers, "no Content-Encoding at all when not compressing"
-    assert cap.raw == cap.body == b'a;b\n1;"x;y"\n2;\n'
+    assert cap.raw == cap.body == b'"a";"b"\n1;"x;y"\n2;\n'
     assert axiom.rows == [{"a": "1", "b": "x;y"}, {"a": "2", "b": ""}]
 
 
 async def test_csv_default_delimiter_sends_no_query(axiom, bridge_factory, channel_factory):
     await send(bridge_factory, channel_factory, route(axiom, format="csv"), sample.columns_request("r", 1, range(2)))
     (cap,) = axiom.requests
-    assert cap.query == [] and cap.body.split(b"\n")[0] == b"id,user,price,ok,ts,category,count,message"
+    assert cap.query == [] and cap.body.split(b"\n")[0] == b'"id","user","price","ok","ts","category","count","message"'
     assert [r["user"] for r in axiom.rows] == ["user-0000", "user-0001"]
 
 

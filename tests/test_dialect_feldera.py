@@ -108,7 +108,7 @@ async def test_csv_is_headerless_in_table_column_order(fel, bridge_factory, chan
     (cap,) = fel.requests
     assert cap.query == [("force", "false"), ("format", "csv")]
     assert cap.headers["Content-Type"] == "text/csv"
-    assert cap.body == b'"a,b",1\nc,2\n'
+    assert cap.body == b'"a,b",1\n"c",2\n'
 
 
 def test_csv_without_declared_columns_is_a_config_error():
@@ -483,8 +483,8 @@ def test_a_truncated_invalid_text_still_names_its_row():
 
 def test_csv_parse_errors_match_the_line():
     d = dialect(format="csv")
-    assert d.build(KV).body == b"a,1\nb,2\nc,3\n"
-    out = d.classify(parse_errors("c,3"), KV)
+    assert d.build(KV).body == b'"a",1\n"b",2\n"c",3\n'
+    out = d.classify(parse_errors('"c",3'), KV)
     assert [e.index for e in out.row_errors] == [2]
 
 

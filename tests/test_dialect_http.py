@@ -59,13 +59,13 @@ async def test_csv_with_header_delimiter_and_json_cells(sink, bridge_factory, ch
     await send(bridge_factory, channel_factory, http_route(sink, format="csv", csv_delimiter=";"), two_rows())
     (cap,) = sink.requests
     assert cap.headers["Content-Type"] == "text/csv"
-    assert cap.body == b'id;name;tags\n1;"a,""b""";"[""x""]"\n2;;false\n'
+    assert cap.body == b'"id";"name";"tags"\n1;"a,""b""";"[""x""]"\n2;\\N;false\n'
 
 
 async def test_csv_without_header(sink, bridge_factory, channel_factory):
     sink_rows = http_route(sink, format="csv", csv_header=False)
     await send(bridge_factory, channel_factory, sink_rows, two_rows())
-    assert sink.requests[0].body == b'1,"a,""b""","[""x""]"\n2,,false\n'
+    assert sink.requests[0].body == b'1,"a,""b""","[""x""]"\n2,\\N,false\n'
 
 
 async def test_path_query_headers_and_content_type(sink, bridge_factory, channel_factory):

@@ -7,7 +7,11 @@ with a client-facing code (never UNKNOWN/INTERNAL: those mean a bridge bug). Whe
 1. no other exception escapes;
 2. every row the caller sent is accounted for, accepted or named by exactly one in-range index with a reason;
 3. the accepted rows encode to a body (as the sender would build it), and JSON bodies parse back with one
-   record per row.
+   record per row;
+4. every top-level number of an accepted JSON row is in the bodies exactly as the caller wrote it;
+5. every map of a typed row is written with its keys in sorted order (4 and 5: tests/fuzz_values.py).
+
+A sixth property writes single timestamps over their whole wire range on routes of each ``timestamps`` mode.
 
 Requests are round-tripped through ``SerializeToString``/``FromString`` first, so only what the gRPC server
 could really hand to ``prepare`` is tested (e.g. protobuf's nesting limit applies, open enums keep unknown
@@ -27,7 +31,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, Phase, event, given, settings
@@ -42,6 +45,7 @@ from bridge.rows import Rows
 from bridge.send.compress import compress
 from bridge.send.transport import Transport
 from bridge.server import build_routes
+from tests import fuzz_values
 from tests.protos_util import compile_descriptor_set, load_message_classes
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -114,6 +118,11 @@ def _routes(desc: str) -> list[RouteSpec]:
                                        "options": {**fel, "format": "csv"}, **cols}, "csv-noheader"),
         RouteSpec("obsrv", {"dialect": "obsrv", "url": url, "target": "d", "options": {"descriptor_set": desc}},
                   "obsrv"),
+        RouteSpec("http_ndjson_epoch_s", {"dialect": "http", "url": url,
+                                          "options": {"timestamps": "epoch_s", "descriptor_set": desc}}, "ndjson"),
+        RouteSpec("timeplus_compact_changelog_epoch_us",
+                  {"dialect": "timeplus", "url": url, "target": "s", "auth": tp_auth,
+                   "options": {"changelog": True, "timestamps": "epoch_us", "descriptor_set": desc}}, "compact"),
     ]
     return specs
 
@@ -353,6 +362,24 @@ def json_batches(draw: st.DrawFn) -> pb.IngestRequest:
     return pb.IngestRequest(route="r", json=batch)
 
 
+# Numbers as JSON can write them, past what a double or an int64 holds too: property 4's own payload.
+number_text = st.one_of(
+    st.integers().map(str), st.floats(allow_nan=False, allow_infinity=False).map(json.dumps),
+    st.sampled_from(["1e400", "-1E400", "1e-400", "-0", "0.0e0", "0.10", "123456789012345678901234567890",
+                     "-9223372036854775809", "18446744073709551616"]),
+)
+
+
+@st.composite
+def json_number_batches(draw: st.DrawFn) -> pb.IngestRequest:
+    """JSON rows of numbers only, under names the declared routes take as doubles or integers."""
+    objects = []
+    for _ in range(draw(st.integers(1, 4))):
+        keys = draw(st.lists(st.sampled_from(["x", "total", "ratio", "id", "n"]), min_size=1, max_size=4))
+        objects.append(("{" + ",".join(f'"{k}":{draw(number_text)}' for k in keys) + "}").encode())
+    return pb.IngestRequest(route="r", json=pb.JsonBatch(objects=objects))
+
+
 # -- the properties ----------------------------------------------------------------------------------------------
 def rows_sent(request: pb.IngestRequest) -> int:
     """How many rows the caller sent, as the caller counts them (only meaningful when prepare returned)."""
@@ -385,7 +412,7 @@ def records(spec: RouteSpec, body: bytes, n_columns: int | None) -> int:
         assert isinstance(data, list)
         return len(data)
     if spec.body == "compact":
-        doc = orjson.loads(body)
+        doc = json.loads(body)  # numbers as written: 1e400 is valid JSON that orjson would refuse
         assert all(len(r) == len(doc["columns"]) for r in doc["data"]), "compact: a row's width is not the header's"
         return len(doc["data"])
     if spec.body == "ndjson":
@@ -401,21 +428,24 @@ def records(spec: RouteSpec, body: bytes, n_columns: int | None) -> int:
     return len(table) - (1 if spec.body == "csv" else 0)
 
 
-def encode(pipeline: RoutePipeline, spec: RouteSpec, rows: Rows) -> None:
+def encode(pipeline: RoutePipeline, spec: RouteSpec, rows: Rows) -> list[bytes]:
     """Property 3: the accepted rows become request bodies as the batcher and sender would make them."""
     n = len(rows)
     if n == 0:
-        return  # the pipeline never sends an empty batch
+        return []  # the pipeline never sends an empty batch
     step = pipeline.max_rows
     parts = [rows] if n <= step else [rows.slice(i, min(n, i + step)) for i in range(0, n, step)]
     counted = 0
+    bodies = []
     for part in parts:
         # Rows.concat is what _deliver hands the sender: it drops the caller indices.
         request = pipeline.dialect.build(Rows.concat([part]))
         if request.compression:
             compress(request.body, request.compression)
         counted += records(spec, request.body, None if rows.columns is None else len(rows.columns))
+        bodies.append(request.body)
     assert counted == n, f"{spec.name}: {n} rows encoded as {counted} records"
+    return bodies
 
 
 def check(route: str, request: pb.IngestRequest) -> str:
@@ -448,8 +478,13 @@ def check(route: str, request: pb.IngestRequest) -> str:
     # The caller's ack counts rows the way the service does: the same number the caller sent.
     assert acks.request_rows(request) == n, f"the ack would count {acks.request_rows(request)} of {n} rows"
     assert rows.ops is None or len(rows.ops) == len(rows)
-    # Property 3.
-    encode(pipeline, spec, rows)
+    # Property 3, then 4 and 5 (tests/fuzz_values.py) on the bodies.
+    bodies = encode(pipeline, spec, rows)
+    kind = request.WhichOneof("payload")
+    if bodies and kind == "json":
+        fuzz_values.check_numbers_as_written(spec.body, rows.data, bodies)
+    elif bodies:
+        fuzz_values.check_maps_sorted(spec.body, spec.route, bodies, ("counts",) if kind == "messages" else None)
     outcome = "accepted" if not errors else ("none-accepted" if not rows else "partial")
     event(outcome)
     return outcome
@@ -461,6 +496,7 @@ PAYLOADS: dict[str, st.SearchStrategy[pb.IngestRequest]] = {
     "columns": column_batches(),
     "messages": message_batches(),
     "json": json_batches(),
+    "numbers": json_number_batches(),
 }
 
 
@@ -496,6 +532,7 @@ test_row_batches = make_property("rows", CI)
 test_column_batches = make_property("columns", CI)
 test_message_batches = make_property("messages", CI)
 test_json_batches = make_property("json", CI)
+test_json_numbers = make_property("numbers", CI)
 
 
 def test_the_fixture_covers_the_dialects() -> None:
@@ -505,3 +542,14 @@ def test_the_fixture_covers_the_dialects() -> None:
     assert {"http", "timeplus", "axiom", "feldera", "obsrv"} <= dialects
     assert any(p.validator for p in pipelines.values()) and any(p.validator is None for p in pipelines.values())
 
+
+
+
+@CI
+@given(route=st.sampled_from(["http_ndjson", "http_ndjson_epoch_s", "timeplus_compact_changelog_epoch_us",
+                              "timeplus_ndjson_changelog_epoch_ns"]), stamp=timestamps)
+def test_timestamps_are_written_exactly(route: str, stamp: Timestamp) -> None:
+    """Property 6 (tests/fuzz_values.py): every timestamp is written exactly, or its row (never the batch) is
+    rejected."""
+    pipelines, specs, _ = fixture()
+    fuzz_values.check_timestamp(pipelines[route], specs[route].route, specs[route].body, stamp)

@@ -246,9 +246,11 @@ async def test_declared_columns_reject_bad_values_by_index_and_column(sink, brid
         b'{"id": 5, "name": null, "ts": 1767225600}',
     ])
     ack = await stub.IngestBatch(req)
-    assert [(e.index, e.column) for e in ack.errors] == [(1, "id"), (2, "ts"), (3, "extra")]
-    assert "expects an integer, got '2'" in ack.errors[0].reason
-    assert [r["id"] for r in sink.rows] == [1, 5]
+    # A bare number is no timestamp on an RFC 3339 route (row 4).
+    assert [(e.index, e.column) for e in ack.errors] == [(1, "id"), (2, "ts"), (3, "extra"), (4, "ts")]
+    assert 'expects an integer in int64, got "2"' in ack.errors[0].reason
+    assert "expects an RFC 3339 timestamp, got 1767225600" in ack.errors[3].reason
+    assert [r["id"] for r in sink.rows] == [1]
 
     with pytest.raises(grpc.aio.AioRpcError) as ei:
         await stub.IngestBatch(rows_req("r", ["id", "ts", "nope"], [[V(int=1), V(string="x"), V(int=1)]]))

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -72,8 +73,26 @@ def instant_ns(value: Any, epoch_scale: int | None = None) -> int | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)  # Axiom reads zone-less times as UTC
         return (when - _EPOCH) // _ONE_SECOND * 1_000_000_000 + nanos
-    if epoch_scale and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return round(value * epoch_scale)
+    if not epoch_scale or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value * epoch_scale
+    if isinstance(value, (float, orjson.Fragment)):  # a Fragment: an exact number (epoch_s, a JSON row's text)
+        try:
+            return int((Decimal(orjson.dumps(value).decode()) * epoch_scale).to_integral_value())
+        except (ArithmeticError, ValueError):
+            return None
+    return None
+
+
+def _json_value(raw: bytes | None) -> Any:
+    """A JSON row's value as instant_ns reads it: strings decoded, numbers kept exact as a Fragment."""
+    if raw is None:
+        return None
+    if raw[:1] == b'"':
+        return orjson.loads(raw)
+    if raw[:1] in b"-0123456789":
+        return orjson.Fragment(raw)
     return None
 
 
@@ -140,9 +159,6 @@ class AxiomDialect(Dialect):
         self.time_field = o["timestamp_field"] or DEFAULT_TIME_FIELD
         self.epoch_scale = EPOCH_SCALE.get(o["timestamps"])
 
-    def parses_json_rows(self) -> bool:
-        return True  # the time-field checks read every row
-
     def build(self, rows: Rows) -> HttpRequest:
         fmt = self.opts["format"]
         if fmt == "json":
@@ -150,6 +166,7 @@ class AxiomDialect(Dialect):
         elif fmt == "ndjson":
             body = formats.ndjson(rows)
         else:
+            # Axiom documents no NULL token for CSV: null is an empty field (and "" a quoted one).
             body = formats.csv_body(rows, True, self.opts["csv_delimiter"] or ",")
         return HttpRequest("POST", self.url, dict(self.headers), body, self.compression)
 
@@ -163,7 +180,7 @@ class AxiomDialect(Dialect):
             i = rows.columns.index(self.time_field)
             return (values[i] for values in rows.data)
         field = self.time_field
-        return (obj.get(field) if isinstance(obj, dict) else None for obj in formats.dicts(rows))
+        return (_json_value(formats.split(raw).get(field)) for raw in rows.data)
 
     def name_rows(self, failures: list[dict], rows: Rows) -> list[RowError]:
         """Failures whose timestamp matches exactly one row of the batch; the others stay unnamed."""

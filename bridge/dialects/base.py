@@ -138,8 +138,12 @@ class Dialect:
         return []
 
     def parses_json_rows(self) -> bool:
-        """Whether building a body reads JSON rows (rather than passing them through as they came)."""
+        """Whether ``prepare`` must split JSON rows for this dialect (encoders split them themselves)."""
         return False
+
+    def rfc3339_columns(self) -> frozenset[str]:
+        """Timestamp columns the target reads only as RFC 3339 strings, whatever the ``timestamps`` option."""
+        return frozenset()
 
     def rows_per_request(self) -> int | None:
         """The most rows one request may carry for this route (None: batch.max_rows decides)."""
@@ -170,7 +174,7 @@ class Dialect:
         return errors
 
     def check_rows(self, rows: Rows) -> list[RowError]:
-        """Dialect limits per row (event size, ...), by caller index. Default: none."""
+        """Dialect limits per row (event size, ...), by caller index; BatchRejected for the whole batch."""
         return []
 
     def build(self, rows: Rows) -> HttpRequest:

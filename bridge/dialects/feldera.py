@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -94,6 +95,21 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
+_NULL_WORDS = ("NULL", "null")
+
+
+def _csv_values(rows: Rows, names: dict[str, str]) -> Iterator[list[tuple[str, str]]]:
+    """Per row, the string values of the columns in ``names`` (JSON rows: read from their JSON text)."""
+    if rows.columns is not None:
+        at = [(i, c) for i, c in enumerate(rows.columns) if c in names]
+        for values in rows.data:
+            yield [(c, values[i]) for i, c in at if type(values[i]) is str]
+        return
+    for raw in rows.data:
+        yield [(k, orjson.loads(v)) for k, v in formats.split(raw).items()
+               if k in names and v[:1] == b'"' and len(v) <= 64]  # longer strings cannot be one of the words
+
+
 class FelderaDialect(Dialect):
     name = "feldera"
     options: ClassVar[dict[str, Option]] = {
@@ -166,11 +182,26 @@ class FelderaDialect(Dialect):
         return b"[" + b",".join(self._records(rows)) + b"]"
 
     def _csv(self, rows: Rows) -> bytes:
-        # Over HTTP Feldera reads CSV without a header, in the table's column order.
-        return formats.csv_body(rows, header=False, columns=[c.name for c in self.route.columns or ()])
+        # Over HTTP Feldera reads CSV without a header, in the table's column order; NULL is its null token.
+        return formats.csv_body(rows, header=False, columns=[c.name for c in self.route.columns or ()],
+                                null="NULL")
 
-    def parses_json_rows(self) -> bool:
-        return True  # CSV reads the rows; so does naming rows from an error
+    def check_rows(self, rows: Rows) -> list[RowError]:
+        """CSV values Feldera would read as NULL, by row: it has no way to quote them (it unquotes first)."""
+        if self.opts["format"] != "csv":
+            return []
+        nullable = {c.name: c.type for c in self.route.columns or () if c.nullable}
+        errors = []
+        for pos, values in enumerate(_csv_values(rows, nullable)):
+            for name, v in values:
+                # Feldera: a nullable column reads `NULL` and `null` as NULL, and an empty field as NULL
+                # unless the column is a string.
+                if v in _NULL_WORDS or (v == "" and nullable[name] != "string"):
+                    errors.append(RowError(rows.caller_index(pos), name,
+                                           f"Feldera's CSV reads {v!r} in nullable column {name!r} as NULL; "
+                                           "send this row with format: json"))
+                    break
+        return errors
 
     def reads_success_body(self) -> bool:
         return bool(self.opts["wait_for_completion"])  # the completion token is in it
@@ -194,7 +225,11 @@ class FelderaDialect(Dialect):
             return sent, index
         sent = self._records(rows)
         index = {}
-        for pos, record in enumerate(orjson.loads(b"[" + b",".join(sent) + b"]")):
+        for pos, text in enumerate(sent):
+            try:
+                record = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                continue  # a number past a double (1E400): matched by its text below, as a prefix
             inner = record if self.opts["update_format"] == "raw" else _inner(record)
             for key in {_key(record), _key(inner)}:
                 index.setdefault(key, []).append(pos)
@@ -212,8 +247,10 @@ class FelderaDialect(Dialect):
             try:
                 positions = index.get(text.encode() if csv else _key(orjson.loads(text)), [])
             except orjson.JSONDecodeError:
-                # Feldera cuts long records at 4096 bytes: match the cut text as a prefix of what was sent.
-                positions = [p for p, rec in enumerate(sent) if len(text) >= 64 and rec.decode().startswith(text)]
+                # Feldera cuts long records at 4096 bytes: match the cut text as a prefix of what was sent. A
+                # record a double cannot hold (1E400) is matched by its whole text.
+                positions = [p for p, rec in enumerate(sent) if rec.decode().strip() == text
+                             or (len(text) >= 64 and rec.decode().startswith(text))]
             pos = next((p for p in positions if p not in found), None)
             if pos is not None:
                 reason = err.get("description") or err.get("suggestion") or "parse error"

@@ -14,6 +14,7 @@ from bridge import formats
 from bridge.dialects.base import COMMON_OPTIONS, Dialect, HttpRequest, Option, auth_headers_from_map
 
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json", "csv": "text/csv"}
+CSV_NULL = "\\N"
 
 
 class HttpDialect(Dialect):
@@ -63,14 +64,12 @@ class HttpDialect(Dialect):
         self.headers = headers
         self.compression = None if o["compression"] == "none" else o["compression"]
 
-    def parses_json_rows(self) -> bool:
-        return self.format == "csv"
-
     def build(self, rows) -> HttpRequest:
         if self.format == "ndjson":
             body = formats.ndjson(rows)
         elif self.format == "json":
             body = formats.json_array(rows)
         else:
-            body = formats.csv_body(rows, self.opts["csv_header"], self.opts["csv_delimiter"])
+            # \N: ClickHouse's NULL in CSV (strings are always quoted, so "\N" stays a string).
+            body = formats.csv_body(rows, self.opts["csv_header"], self.opts["csv_delimiter"], null=CSV_NULL)
         return HttpRequest("POST", self.url, dict(self.headers), body, self.compression)

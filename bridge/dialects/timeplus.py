@@ -15,8 +15,9 @@ from typing import ClassVar
 
 from bridge import formats, status
 from bridge.dialects.base import COMMON_OPTIONS, Dialect, HttpRequest, HttpResponse, Option, join_url, segment
+from bridge.errors import BatchRejected
 from bridge.outcome import Outcome
-from bridge.rows import Op, Rows
+from bridge.rows import Op, RowError, Rows
 
 PATHS = {
     "v1beta2": "/api/v1beta2/streams/{}/ingest",
@@ -31,6 +32,15 @@ AUTH_CODES = {192, 193, 194, 516}  # UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASS
 NOT_FOUND_CODES = {60, 81}  # UNKNOWN_STREAM (UNKNOWN_TABLE), UNKNOWN_DATABASE
 INVALID_CODES = {6, 16, 27, 41, 47, 53, 62, 117, 408}  # parse errors, no such column, unknown identifier, ...
 DELTA = "_tp_delta"
+_DELTA_BYTES = DELTA.encode()
+TIME_COLUMNS = frozenset({"_tp_time"})
+
+
+def _with_delta(raw: bytes, delta: int) -> bytes:
+    """An NDJSON line: the object as written with ``"_tp_delta": delta`` added as its last key."""
+    body = raw.strip()[:-1].rstrip()  # without the closing brace
+    sep = b"" if body == b"{" else b","
+    return body + sep + b'"_tp_delta":' + str(delta).encode() + b"}\n"
 
 
 class TimeplusDialect(Dialect):
@@ -95,16 +105,40 @@ class TimeplusDialect(Dialect):
     def supported_ops(self) -> frozenset[Op]:
         return frozenset({Op.INSERT, Op.DELETE}) if self.opts["changelog"] else frozenset({Op.INSERT})
 
+    def rfc3339_columns(self) -> frozenset[str]:
+        return TIME_COLUMNS  # Timeplus documents _tp_time as a string: never an epoch number
+
+    def check_rows(self, rows: Rows) -> list[RowError]:
+        """On a changelog route the bridge writes _tp_delta from the ops: a caller's own _tp_delta is refused."""
+        if not self.opts["changelog"]:
+            return []
+        if rows.columns is not None:
+            if DELTA in rows.columns:
+                raise BatchRejected(
+                    "INVALID_ARGUMENT", "RESERVED_COLUMN",
+                    f"column {DELTA!r} is written by route {self.route.name!r} from each row's op (changelog); "
+                    "send deletes as ops, not as a column", {"column": DELTA})
+            return []
+        errors = []
+        for pos, raw in enumerate(rows.data):
+            # The key can only be spelled with these bytes, or with \u escapes.
+            if (_DELTA_BYTES in raw or b"\\u" in raw) and DELTA in formats.split(raw):
+                errors.append(RowError(rows.caller_index(pos), DELTA,
+                                       f"key {DELTA!r} is written by the route from the row's op (changelog); "
+                                       "send a delete as an op"))
+        return errors
+
     def _body(self, rows: Rows) -> bytes:
         if self.opts["changelog"]:
-            cols, data = formats.table(rows)
-            ops = rows.ops or [0] * len(data)
-            data = [[*r, -1 if op == Op.DELETE else 1] for r, op in zip(data, ops, strict=True)]
-            rows = Rows((*cols, DELTA), [tuple(r) for r in data])
+            deltas = [-1 if op == Op.DELETE else 1 for op in rows.ops or [0] * len(rows)]
+            if rows.columns is None and self.format == "ndjson":
+                # Each object as written, the delta appended: numbers and keys stay the caller's.
+                return b"".join(_with_delta(raw, d) for raw, d in zip(rows.data, deltas, strict=True))
+            if rows.columns is None:
+                cols, cells = formats.json_table(rows)
+                return formats.raw_compact([*cols, DELTA], [[*r, d] for r, d in zip(cells, deltas, strict=True)])
+            rows = Rows((*rows.columns, DELTA), [(*r, d) for r, d in zip(rows.data, deltas, strict=True)])
         return formats.compact(rows) if self.format == "compact" else formats.ndjson(rows)
-
-    def parses_json_rows(self) -> bool:
-        return self.format == "compact" or bool(self.opts["changelog"])
 
     def build(self, rows: Rows) -> HttpRequest:
         headers = dict(self.headers)

@@ -8,15 +8,16 @@ its ``invalid_text`` and an ``event_number`` that keeps counting across
 requests. With ``array=true`` an array with a bad record is dropped whole;
 without it the good records are kept and the answer is still 400.
 Completion tokens answer ``inprogress`` for ``inprogress_polls`` polls,
-then ``complete``; after ``restart()`` they are stale (410).
+then ``complete``; after ``restart()`` they are stale (410). CSV fields are
+read as Feldera documents: quotes removed first, then in a nullable column
+``NULL`` and ``null`` are NULL, and so is an empty field unless the column is
+a string (``Pipeline.csv_types``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import csv
-import io
 import uuid
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ import orjson
 from aiohttp import web
 
 from bridge import sample
+from bridge.emulators import csvread
 from bridge.emulators.base import Emulator
 
 
@@ -31,6 +33,16 @@ from bridge.emulators.base import Emulator
 class Pipeline:
     tables: dict[str, list[str]]
     state: str = "running"  # running | paused | stopped
+    # For CSV: table -> column -> "string", "string?", "other" or "other?" (? nullable); unlisted: "string?".
+    csv_types: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _csv_value(text: str, kind: str) -> str | None:
+    """A CSV field as Feldera reads it (quotes already removed): in a nullable column NULL and null are NULL,
+    and so is an empty field unless the column is a string."""
+    if kind.endswith("?") and (text in ("NULL", "null") or (text == "" and kind != "string?")):
+        return None
+    return text
 
 
 @dataclass
@@ -204,12 +216,14 @@ class FelderaEmulator(Emulator):
         except UnicodeDecodeError:
             return _error(400, "ParseErrors", "Errors parsing input data (1 errors)", {"num_errors": 1, "errors": []})
         if fmt == "csv":
-            for line in csv.reader(io.StringIO(text)):
+            types = pipeline.csv_types.get(table, {})
+            for record in csvread.records(text):
                 endpoint.events += 1
-                if len(line) != len(cols):
-                    fail(",".join(line), f"expected {len(cols)} fields")
+                if len(record.fields) != len(cols):
+                    fail(record.raw, f"expected {len(cols)} fields")
                     continue
-                self._apply([("insert", dict(zip(cols, line, strict=True)))], cap)
+                row = {c: _csv_value(f.text, types.get(c, "string?")) for c, f in zip(cols, record.fields, strict=True)}
+                self._apply([("insert", row)], cap)
         else:
             update = q.get("update_format", "insert_delete")
             array = q.get("array") == "true"

@@ -1,21 +1,33 @@
-"""The generic HTTP target: takes NDJSON, a JSON array or CSV at any path and keeps the rows."""
+"""The generic HTTP target: takes NDJSON, a JSON array or CSV at any path and keeps the rows.
+
+CSV is read as ClickHouse reads it: a header line, an unquoted ``\\N`` is NULL, anything else (quoted or not,
+empty included) is text.
+"""
 
 from __future__ import annotations
 
 import csv
-import io
 
 import orjson
 from aiohttp import web
 
+from bridge.emulators import csvread
 from bridge.emulators.base import Emulator
+
+
+def parse_csv(body: bytes, delimiter: str = ",") -> list[dict]:
+    records = csvread.records(body.decode(), delimiter)
+    if not records:
+        return []
+    names = [f.text for f in records[0].fields]
+    return [{n: None if (f.text == "\\N" and not f.quoted) else f.text for n, f in zip(names, r.fields, strict=False)}
+            for r in records[1:]]
 
 
 def parse_rows(body: bytes, content_type: str) -> list:
     ctype = content_type.split(";")[0].strip().lower()
     if ctype == "text/csv":
-        reader = csv.DictReader(io.StringIO(body.decode()))
-        return list(reader)
+        return parse_csv(body)
     if ctype == "application/json":
         data = orjson.loads(body)
         return data if isinstance(data, list) else [data]
