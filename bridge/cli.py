@@ -11,7 +11,7 @@ import signal
 import sys
 
 from bridge import __version__
-from bridge.errors import ConfigError, SpoolError
+from bridge.model.errors import ConfigError, SpoolError
 
 
 def _config_error(e: ConfigError) -> int:
@@ -24,7 +24,7 @@ def _config_error(e: ConfigError) -> int:
 def _load(path: str):
     """The config, checked as far as serving would check it (dialects, descriptor sets): ConfigError if not."""
     from bridge.config import load_config
-    from bridge.server import build_routes
+    from bridge.ingest.server import build_routes
 
     config = load_config(path)
     build_routes(config, transport=None)  # type: ignore[arg-type]
@@ -44,7 +44,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 async def _serve(config, listen: str | None, reuse_port: bool = False) -> None:
-    from bridge.server import Bridge
+    from bridge.ingest.server import Bridge
 
     bridge = Bridge(config, listen=listen, reuse_port=reuse_port)
     await bridge.start()
@@ -60,7 +60,7 @@ async def _serve(config, listen: str | None, reuse_port: bool = False) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bridge.redact import config_secrets
+    from bridge.ops.redact import config_secrets
 
     try:
         config = _load(args.config)
@@ -101,8 +101,8 @@ def _run(coro) -> None:
 
 
 def _worker(config, listen: str, level: str, fmt: str) -> None:
-    from bridge import logs
-    from bridge.redact import config_secrets
+    from bridge.ops import logs
+    from bridge.ops.redact import config_secrets
 
     logs.setup(level, fmt).secrets = config_secrets(config)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
@@ -132,14 +132,13 @@ def _serve_workers(config, listen: str, n: int, level: str, fmt: str) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bridge import demo
+    from bridge.dev import demo
 
     return demo.main(args.dialect, args.rows, args.batch_rows)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from bridge import sendfile
-    from bridge.client import Connection
+    from bridge.client import Connection, sendfile
 
     # The token comes from the environment, not a flag: flags show in `ps`.
     token = os.environ.get(args.token_env) or None
@@ -151,7 +150,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    from bridge.emulators import EMULATORS
+    from bridge.dev.emulators import EMULATORS
 
     if args.dialect not in EMULATORS:
         print(f"ingest-bridge: no emulator for {args.dialect!r}; known: {', '.join(sorted(EMULATORS))}",
@@ -225,7 +224,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from bridge import logs
+    from bridge.ops import logs
 
     args.redact = logs.setup(args.log_level, args.log_format)
     with contextlib.suppress(KeyboardInterrupt):

@@ -34,7 +34,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bridge import sample
+from bridge.dev import sample
 from bridge.proto import pb_grpc
 
 # Each channel its own connection, as separate client processes would have (gRPC shares one by default).

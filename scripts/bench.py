@@ -106,14 +106,14 @@ def role_floor(port: int, sink: str) -> None:
     import aiohttp
     import grpc
 
-    from bridge import formats
-    from bridge.decode import Decoder
-    from bridge.descriptors import MessageTypes
     from bridge.proto import SERVICE_NAME, pb
-    from bridge.timefmt import formatter
+    from bridge.transcode import formats
+    from bridge.transcode.decode import Decoder
+    from bridge.transcode.descriptors import MessageTypes
+    from bridge.transcode.timefmt import formatter
 
     desc = Path(tempfile.mkdtemp()) / "click.desc"
-    from bridge import sample
+    from bridge.dev import sample
 
     sample.write_descriptor_set(desc)
     ts = formatter("rfc3339")
@@ -215,7 +215,7 @@ def http_json(url: str, method: str = "GET") -> dict:
 
 
 def build_requests(shape: str, n_messages: int, desc_cls) -> list[bytes]:
-    from bridge import sample
+    from bridge.dev import sample
 
     make = sample.SHAPES[shape]
     out = []
@@ -319,7 +319,7 @@ def measure(target: Proc, port: int, payloads: list[bytes], streams: int, sink: 
 # scenarios
 # ---------------------------------------------------------------------------------------------
 def run_throughput(args, sink: str, desc: Path, tmp: Path) -> dict[str, Result]:
-    from bridge import sample
+    from bridge.dev import sample
 
     cls = sample.click_class()
     n_msgs = args.messages
@@ -358,8 +358,9 @@ def run_throughput(args, sink: str, desc: Path, tmp: Path) -> dict[str, Result]:
 def run_http_ceiling(args, sink: str) -> Result:
     import aiohttp
 
-    from bridge import formats, sample
-    from bridge.rows import Rows
+    from bridge.dev import sample
+    from bridge.model.rows import Rows
+    from bridge.transcode import formats
 
     rows = Rows(sample.COLUMNS, [tuple(sample.expected_json(i).values()) for i in range(5000)])
     body = formats.ndjson(rows)
@@ -392,7 +393,7 @@ def run_sdk(args, sink: str) -> Result | None:
     except ImportError:
         print("  axiom-py not installed: no SDK reference (pip install axiom-py)", flush=True)
         return None
-    from bridge import sample
+    from bridge.dev import sample
 
     events = [sample.expected_json(i) for i in range(ROWS_PER_MESSAGE)]
     client = axiom_py.Client("xaat-bench", edge_url=sink)
@@ -459,7 +460,7 @@ def run_latency(args, sink: str, desc: Path, tmp: Path) -> dict:
 
 def run_stall(args, sink: str, desc: Path, tmp: Path) -> dict:
     """The sink stalls while `callers` stream: the bridge's peak RSS must stay bounded."""
-    from bridge import sample
+    from bridge.dev import sample
 
     port = free_port()
     cfg = tmp / "bridge-stall.yaml"
@@ -665,7 +666,7 @@ def main() -> int:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ingest-bridge-bench-") as tmpname:
         tmp = Path(tmpname)
-        from bridge import sample
+        from bridge.dev import sample
 
         desc = sample.write_descriptor_set(tmp / "click.desc")
         sink_proc, sink = start_sink()

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from bridge.config import parse_config
-from bridge.emulators.http_sink import HttpSink
+from bridge.dev.emulators.http_sink import HttpSink
+from bridge.ingest.server import Bridge
 from bridge.proto import pb_grpc
-from bridge.server import Bridge
 
 
 @pytest.fixture

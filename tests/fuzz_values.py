@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from bridge.emulators import csvread
+from bridge.dev.emulators import csvread
 from bridge.proto import pb
 
 _NUMBER_START = tuple("-0123456789")

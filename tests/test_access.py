@@ -6,10 +6,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bridge import sample
 from bridge.client import Connection, IngestClient
 from bridge.config import parse_config
-from bridge.errors import ConfigError
+from bridge.dev import sample
+from bridge.model.errors import ConfigError
 from bridge.proto import pb, pb_grpc
 from tests.certs import CA
 from tests.grpc_helpers import error_info, status_of

@@ -7,7 +7,7 @@ import os
 import grpc
 import pytest
 
-from bridge import sample
+from bridge.dev import sample
 from bridge.proto import pb
 from tests import ch_server
 from tests.grpc_helpers import error_info, status_of

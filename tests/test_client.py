@@ -12,8 +12,8 @@ from google.rpc import code_pb2
 
 from bridge.client import IngestClient, to_value
 from bridge.config import parse_config
-from bridge.emulators.faulty import FaultyTarget
-from bridge.server import Bridge
+from bridge.dev.emulators.faulty import FaultyTarget
+from bridge.ingest.server import Bridge
 
 
 async def test_json_rows_are_batched_and_all_acknowledged(sink, bridge_factory):

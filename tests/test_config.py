@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bridge.config import describe, load_config, parse_config, parse_duration, parse_size
-from bridge.config_model import MiB, Secret
-from bridge.errors import ConfigError
+from bridge.model.config import MiB, Secret
+from bridge.model.errors import ConfigError
 
 BASE = """
 routes:

@@ -8,11 +8,11 @@ import orjson
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from bridge.decode import Decoder
-from bridge.descriptors import MessageTypes
-from bridge.errors import BatchRejected, ConfigError
+from bridge.model.errors import BatchRejected, ConfigError
 from bridge.proto import pb
-from bridge.timefmt import formatter
+from bridge.transcode.decode import Decoder
+from bridge.transcode.descriptors import MessageTypes
+from bridge.transcode.timefmt import formatter
 from tests.protos_util import compile_descriptor_set, load_message_classes
 
 

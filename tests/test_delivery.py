@@ -14,9 +14,9 @@ import zstandard
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bridge import sample
-from bridge.config_model import DeliveryConfig
-from bridge.emulators.faulty import FaultyTarget
+from bridge.dev import sample
+from bridge.dev.emulators.faulty import FaultyTarget
+from bridge.model.config import DeliveryConfig
 from bridge.proto import pb
 from bridge.send.retry import RetryPolicy, parse_retry_after
 from tests.conftest import fast_delivery

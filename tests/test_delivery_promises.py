@@ -15,8 +15,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from bridge import sample
-from bridge.emulators.faulty import FaultyTarget
+from bridge.dev import sample
+from bridge.dev.emulators.faulty import FaultyTarget
 from bridge.proto import pb
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of

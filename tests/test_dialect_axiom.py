@@ -18,14 +18,14 @@ import orjson
 import pytest
 import yaml
 
-from bridge import sample
 from bridge.config import parse_config
+from bridge.dev import sample
+from bridge.dev.emulators.axiom import AxiomEmulator, _month_end
 from bridge.dialects.axiom import AxiomDialect, instant_ns
-from bridge.dialects.base import HttpResponse
-from bridge.emulators.axiom import AxiomEmulator, _month_end
-from bridge.errors import ConfigError
+from bridge.model.errors import ConfigError
+from bridge.model.rows import Rows
 from bridge.proto import pb
-from bridge.rows import Rows
+from bridge.send.http import HttpResponse
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of
 

@@ -12,13 +12,13 @@ import grpc
 import orjson
 import pytest
 
-from bridge import sample
-from bridge.dialects.base import HttpResponse
+from bridge.dev import sample
+from bridge.dev.emulators.feldera import FelderaEmulator, Pipeline
 from bridge.dialects.feldera import FelderaDialect
-from bridge.emulators.feldera import FelderaEmulator, Pipeline
-from bridge.outcome import Outcome
+from bridge.model.outcome import Outcome
+from bridge.model.rows import Op, Rows
 from bridge.proto import pb
-from bridge.rows import Op, Rows
+from bridge.send.http import HttpResponse
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of
 
@@ -113,7 +113,7 @@ async def test_csv_is_headerless_in_table_column_order(fel, bridge_factory, chan
 
 def test_csv_without_declared_columns_is_a_config_error():
     from bridge.config import parse_config
-    from bridge.errors import ConfigError
+    from bridge.model.errors import ConfigError
 
     with pytest.raises(ConfigError, match="declare the table's columns in order"):
         parse_config(json.dumps({"routes": {"r": {"dialect": "feldera", "url": "http://127.0.0.1:1", "target": "t",

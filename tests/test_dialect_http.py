@@ -6,7 +6,7 @@ import orjson
 import pytest
 import zstandard
 
-from bridge import sample
+from bridge.dev import sample
 from bridge.proto import pb
 
 

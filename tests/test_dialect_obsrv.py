@@ -13,8 +13,8 @@ import orjson
 import pytest
 import yaml
 
-from bridge import sample
-from bridge.emulators.obsrv import Dataset, ObsrvEmulator
+from bridge.dev import sample
+from bridge.dev.emulators.obsrv import Dataset, ObsrvEmulator
 from bridge.proto import pb
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of

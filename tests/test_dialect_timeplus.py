@@ -11,10 +11,10 @@ import grpc
 import orjson
 import pytest
 
-from bridge import sample
 from bridge.config import parse_config
-from bridge.emulators.timeplus import TimeplusEmulator
-from bridge.errors import ConfigError
+from bridge.dev import sample
+from bridge.dev.emulators.timeplus import TimeplusEmulator
+from bridge.model.errors import ConfigError
 from bridge.proto import pb
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of

@@ -36,15 +36,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from bridge import acks
 from bridge.config import parse_config
-from bridge.errors import BatchRejected
-from bridge.pipeline import RoutePipeline
+from bridge.ingest import acks
+from bridge.ingest.server import build_routes
+from bridge.model.errors import BatchRejected
+from bridge.model.rows import Rows
 from bridge.proto import pb
-from bridge.rows import Rows
+from bridge.route.pipeline import RoutePipeline
 from bridge.send.compress import compress
 from bridge.send.transport import Transport
-from bridge.server import build_routes
 from tests import fuzz_values
 from tests.protos_util import compile_descriptor_set, load_message_classes
 

@@ -8,10 +8,10 @@ import io
 import grpc
 import pytest
 
-from bridge.formats import csv_body
+from bridge.model.rows import Rows
 from bridge.proto import pb
-from bridge.rows import Rows
-from bridge.timefmt import formatter
+from bridge.transcode.formats import csv_body
+from bridge.transcode.timefmt import formatter
 from tests.grpc_helpers import error_info, status_of
 from tests.test_service import route_to
 
@@ -117,7 +117,7 @@ def test_csv_quotes_a_bare_carriage_return():
 
 
 async def test_a_dot_segment_target_stays_a_name(bridge_factory, channel_factory):
-    from bridge.emulators.obsrv import ObsrvEmulator
+    from bridge.dev.emulators.obsrv import ObsrvEmulator
 
     obsrv = ObsrvEmulator()
     await obsrv.start()
@@ -147,7 +147,7 @@ async def test_a_route_name_is_only_ever_a_lookup(sink, bridge_factory, channel_
 
 
 def test_pretty_printed_json_rows_become_one_line_each_and_stay_as_written():
-    from bridge.decode import Decoder
+    from bridge.transcode.decode import Decoder
 
     req = pb.IngestRequest(route="r")
     req.json.objects.extend([b'{\r\n  "a": "x\\ny",\n  "n": 1e400\n}', b'{"b":2}'])

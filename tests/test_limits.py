@@ -9,7 +9,7 @@ import time
 import grpc
 import pytest
 
-from bridge import sample
+from bridge.dev import sample
 from bridge.proto import SERVICE_NAME, pb
 from tests.grpc_helpers import details, error_info, status_of
 from tests.test_service import route_to

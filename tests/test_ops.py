@@ -10,9 +10,10 @@ import grpc
 import pytest
 import yaml
 
-from bridge import logs, sample
 from bridge.config import parse_config
-from bridge.server import Bridge
+from bridge.dev import sample
+from bridge.ingest.server import Bridge
+from bridge.ops import logs
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import status_of
 

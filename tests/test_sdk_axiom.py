@@ -12,8 +12,8 @@ import gzip
 import orjson
 import pytest
 
-from bridge import sample
-from bridge.emulators.axiom import AxiomEmulator
+from bridge.dev import sample
+from bridge.dev.emulators.axiom import AxiomEmulator
 from tests.conftest import fast_delivery
 
 axiom_py = pytest.importorskip("axiom_py")

@@ -7,8 +7,8 @@ import asyncio
 import orjson
 import pytest
 
-from bridge import sample
-from bridge.emulators.feldera import FelderaEmulator
+from bridge.dev import sample
+from bridge.dev.emulators.feldera import FelderaEmulator
 
 feldera = pytest.importorskip("feldera")
 KEY = "apikey:" + "b" * 128

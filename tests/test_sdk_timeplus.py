@@ -7,8 +7,8 @@ import asyncio
 import orjson
 import pytest
 
-from bridge import sample
-from bridge.emulators.timeplus import TimeplusEmulator
+from bridge.dev import sample
+from bridge.dev.emulators.timeplus import TimeplusEmulator
 
 timeplus = pytest.importorskip("timeplus")
 KEY = "k" * 60  # the SDK refuses keys that are not 60 characters long

@@ -16,11 +16,11 @@ import pytest
 import yaml
 from aiohttp import web
 
-from bridge import sample
 from bridge.config import describe, parse_config
-from bridge.errors import ConfigError
+from bridge.dev import sample
+from bridge.ingest.server import Bridge
+from bridge.model.errors import ConfigError
 from bridge.proto import pb, pb_grpc
-from bridge.server import Bridge
 
 SECRETS = {
     "HTTP_BEARER": "http-bearer-9f3a1c77e2",

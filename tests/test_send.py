@@ -6,7 +6,8 @@ import io
 
 import orjson
 
-from bridge import sample, sendfile
+from bridge.client import sendfile
+from bridge.dev import sample
 
 
 async def test_ndjson_file_arrives_whole(sink, bridge_factory, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2
 
-from bridge import sample
+from bridge.dev import sample
 from bridge.proto import pb
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of

@@ -9,9 +9,9 @@ import grpc
 import orjson
 import pytest
 
-from bridge import sample
-from bridge.emulators.faulty import FaultyTarget
-from bridge.errors import SpoolError
+from bridge.dev import sample
+from bridge.dev.emulators.faulty import FaultyTarget
+from bridge.model.errors import SpoolError
 from bridge.spool.wal import HEADER, MAGIC, Wal
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of
@@ -229,7 +229,7 @@ async def test_dead_lettered_rows_can_be_sent_again_once_the_target_takes_them(f
                                                                               channel_factory, sink):
     import io
 
-    from bridge import sendfile
+    from bridge.client import sendfile
 
     faulty.script({"status": 422, "body": {"message": "no such column: price"}})
     b = await bridge_factory({"r": spooled(faulty.url + "/in", tmp_path)})

@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import duration_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from bridge.emulators.timeplus import TimeplusEmulator
+from bridge.dev.emulators.timeplus import TimeplusEmulator
 from bridge.proto import pb
 from tests.grpc_helpers import error_info, status_of
 from tests.protos_util import compile_descriptor_set, load_message_classes

@@ -11,11 +11,11 @@ import contextlib
 import grpc
 import pytest
 
-from bridge.emulators import csvread
-from bridge.emulators.axiom import AxiomEmulator
-from bridge.emulators.feldera import FelderaEmulator, Pipeline
-from bridge.emulators.obsrv import Dataset, ObsrvEmulator
-from bridge.emulators.timeplus import TimeplusEmulator
+from bridge.dev.emulators import csvread
+from bridge.dev.emulators.axiom import AxiomEmulator
+from bridge.dev.emulators.feldera import FelderaEmulator, Pipeline
+from bridge.dev.emulators.obsrv import Dataset, ObsrvEmulator
+from bridge.dev.emulators.timeplus import TimeplusEmulator
 from bridge.proto import pb
 from tests.conftest import fast_delivery
 from tests.test_service import route_to

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from bridge import formats, status
 from bridge.dialects.base import (
     COMMON_OPTIONS,
     Dialect,
@@ -30,12 +29,14 @@ from bridge.dialects.base import (
     segment,
     unreadable,
 )
-from bridge.outcome import Outcome
-from bridge.rows import RowError, Rows
+from bridge.model.outcome import Outcome
+from bridge.model.rows import RowError, Rows
+from bridge.send import answer
 from bridge.send.retry import parse_retry_after
+from bridge.transcode import formats
 
 if TYPE_CHECKING:
-    from bridge.config_model import RouteConfig
+    from bridge.model.config import RouteConfig
 
 MAX_EVENTS = 10_000
 DEFAULT_TIME_FIELD = "_time"
@@ -229,7 +230,7 @@ class AxiomDialect(Dialect):
         # Axiom errors are {"message"}, sometimes {"error"} or {"code", "message"}, or not JSON at all.
         message = error_message(body, response.body, "message", "error")
         code = body.get("code") if isinstance(body, dict) else None
-        outcome = status.from_http(response.status, message, "" if code is None else str(code))
+        outcome = answer.from_http(response.status, message, "" if code is None else str(code))
         headers = response.headers
         if response.status == 429:
             # Axiom says when the window resets; the sender falls back to Retry-After without it.

@@ -9,19 +9,17 @@ emulator and its conformance tests.
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode
 
-import orjson
-
-from bridge import status
-from bridge.outcome import Outcome
-from bridge.rows import Op, RowError, Rows
+from bridge.model.outcome import Outcome
+from bridge.model.rows import Op, RowError, Rows
+from bridge.send import answer
+from bridge.send.http import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
-    from bridge.config import RouteConfig
+    from bridge.model.config import RouteConfig
     from bridge.send.transport import Transport
 
 
@@ -52,34 +50,6 @@ COMMON_OPTIONS: dict[str, Option] = {
 }
 
 
-@dataclass(slots=True)
-class HttpRequest:
-    """One request as the target will receive it. ``url`` already holds the query."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
-    # Ask the sender to compress the body with this Content-Encoding.
-    compression: str | None = None
-    # Values a caller may want back whatever the answer (Obsrv's msgid, ...).
-    upstream: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class HttpResponse:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    oversize: bool = False  # the target said more than the bridge reads: ``body`` is its beginning
-
-    def json(self) -> Any:
-        try:
-            return orjson.loads(self.body) if self.body else None
-        except orjson.JSONDecodeError:
-            return None
-
-
 def segment(name: str) -> str:
     """A name as exactly one escaped path segment: it can never reach another path."""
     if name in (".", ".."):
@@ -92,10 +62,6 @@ def join_url(base: str, path: str, query: list[tuple[str, str]] | None = None) -
     if query:
         url += "?" + urlencode(query)
     return url
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def error_message(body: Any, raw: bytes, *keys: str) -> str:
@@ -194,7 +160,7 @@ class Dialect:
     def classify(self, response: HttpResponse, rows: Rows) -> Outcome:
         """Default: the status table, with the body's message."""
         body = response.json()
-        outcome = status.from_http(response.status, error_message(body, response.body, "message", "error"))
+        outcome = answer.from_http(response.status, error_message(body, response.body, "message", "error"))
         if outcome.code == "NOT_FOUND":
             outcome.resource = self.route.target or self.route.url
         return outcome

@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 import orjson
 
-from bridge import formats, status
 from bridge.dialects.base import (
     COMMON_OPTIONS,
     Dialect,
@@ -31,9 +30,11 @@ from bridge.dialects.base import (
     join_url,
     segment,
 )
-from bridge.outcome import Outcome
-from bridge.rows import Op, RowError, Rows
+from bridge.model.outcome import Outcome
+from bridge.model.rows import Op, RowError, Rows
+from bridge.send import answer
 from bridge.send.transport import TransportError
+from bridge.transcode import formats
 
 if TYPE_CHECKING:
     from bridge.send.transport import Transport
@@ -267,7 +268,7 @@ class FelderaDialect(Dialect):
         body = body if isinstance(body, dict) else {}
         code = str(body.get("error_code") or "")
         message = error_message(body, response.body, "message")
-        outcome = status.from_http(response.status, message, code)
+        outcome = answer.from_http(response.status, message, code)
         if code in ERROR_CODES:
             outcome.code, outcome.reason, outcome.retryable = ERROR_CODES[code]
         elif code.startswith("ConfigError."):

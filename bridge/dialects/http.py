@@ -10,8 +10,9 @@ from typing import ClassVar
 
 from yarl import URL
 
-from bridge import formats
-from bridge.dialects.base import COMMON_OPTIONS, Dialect, HttpRequest, Option, auth_headers_from_map
+from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, auth_headers_from_map
+from bridge.send.http import HttpRequest
+from bridge.transcode import formats
 
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json", "csv": "text/csv"}
 CSV_NULL = "\\N"

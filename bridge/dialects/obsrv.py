@@ -14,10 +14,12 @@ from typing import ClassVar
 
 import orjson
 
-from bridge import formats, status
-from bridge.dialects.base import COMMON_OPTIONS, Dialect, HttpRequest, HttpResponse, Option, join_url, segment
-from bridge.outcome import Outcome
-from bridge.rows import RowError, Rows
+from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, join_url, segment
+from bridge.model.outcome import Outcome
+from bridge.model.rows import RowError, Rows
+from bridge.send import answer
+from bridge.send.http import HttpRequest, HttpResponse
+from bridge.transcode import formats
 
 MAX_EVENT_BYTES = 1_048_576  # larger events fail later in the pipeline, where the caller never hears of it
 
@@ -85,7 +87,7 @@ class ObsrvDialect(Dialect):
             if isinstance(params, dict) and params.get("resmsgid"):
                 out.upstream["resmsgid"] = str(params["resmsgid"])
             return out
-        outcome = status.from_http(response.status, message or response.body[:200].decode("utf-8", "replace"), code)
+        outcome = answer.from_http(response.status, message or response.body[:200].decode("utf-8", "replace"), code)
         if code in ERROR_CODES:
             outcome.code, outcome.retryable = ERROR_CODES[code]
             outcome.reason = code.replace(" ", "_")

@@ -13,11 +13,13 @@ import base64
 import uuid
 from typing import ClassVar
 
-from bridge import formats, status
-from bridge.dialects.base import COMMON_OPTIONS, Dialect, HttpRequest, HttpResponse, Option, join_url, segment
-from bridge.errors import BatchRejected
-from bridge.outcome import Outcome
-from bridge.rows import Op, RowError, Rows
+from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, join_url, segment
+from bridge.model.errors import BatchRejected
+from bridge.model.outcome import Outcome
+from bridge.model.rows import Op, RowError, Rows
+from bridge.send import answer
+from bridge.send.http import HttpRequest, HttpResponse
+from bridge.transcode import formats
 
 PATHS = {
     "v1beta2": "/api/v1beta2/streams/{}/ingest",
@@ -167,7 +169,7 @@ class TimeplusDialect(Dialect):
             message = str(body.get("error_msg") or body.get("message") or "")
         if not message:
             message = response.body[:300].decode("utf-8", "replace").strip()
-        outcome = status.from_http(response.status, message, "" if number is None else str(number))
+        outcome = answer.from_http(response.status, message, "" if number is None else str(number))
         if number in AUTH_CODES:
             outcome.code, outcome.reason, outcome.retryable = "UNAUTHENTICATED", "UPSTREAM_UNAUTHENTICATED", False
         elif number in NOT_FOUND_CODES:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.rows import Rows
+from bridge.model.rows import Rows
 
 
 class Owner(Protocol):

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
-from bridge import status
-from bridge.dialects.base import Dialect, HttpRequest
-from bridge.metrics import Metrics, status_class
-from bridge.outcome import Outcome
-from bridge.redact import Redactor, route_secrets
-from bridge.rows import RowError
+from bridge.model.config import RouteConfig
+from bridge.model.outcome import Outcome
+from bridge.model.rows import RowError, Rows
+from bridge.ops.metrics import Metrics, status_class
+from bridge.ops.redact import Redactor, route_secrets
+from bridge.send import answer
 from bridge.send.compress import compress_async
+from bridge.send.http import HttpRequest, HttpResponse
 from bridge.send.load import Load
 from bridge.send.retry import RetryPolicy, parse_retry_after, with_retries
 from bridge.send.transport import Transport, TransportError
@@ -30,8 +32,22 @@ log = logging.getLogger("bridge.send")
 Result = tuple[Load, Outcome]
 
 
+class Target(Protocol):
+    """What the sender needs of a target's dialect (``bridge.dialects.base.Dialect`` is one)."""
+
+    route: RouteConfig
+    # A refusal of the whole request means the target took none of it (so a split can find the bad rows).
+    atomic_refusal: bool
+
+    def build(self, rows: Rows) -> HttpRequest: ...
+
+    def answer(self, response: HttpResponse, rows: Rows) -> Outcome: ...
+
+    async def confirm(self, transport: Transport, outcome: Outcome, deadline: float) -> Outcome: ...
+
+
 class Sender:
-    def __init__(self, dialect: Dialect, transport: Transport, policy: RetryPolicy, max_bytes: int,
+    def __init__(self, dialect: Target, transport: Transport, policy: RetryPolicy, max_bytes: int,
                  metrics: Metrics | None = None) -> None:
         self.metrics = metrics
         self.dialect = dialect
@@ -48,7 +64,7 @@ class Sender:
             response = await self.transport.send(request, body, headers, timeout)
         except TransportError as e:
             self._observe(None, started, len(body))
-            return self._scrubbed(status.transport_failure(e.kind, e.detail))
+            return self._scrubbed(answer.transport_failure(e.kind, e.detail))
         self._observe(response.status, started, len(body))
         outcome = self._scrubbed(self.dialect.answer(response, load.rows))
         if outcome.retryable and outcome.retry_after is None:

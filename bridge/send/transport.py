@@ -6,7 +6,7 @@ import aiohttp
 from yarl import URL
 
 from bridge import __version__
-from bridge.dialects.base import HttpRequest, HttpResponse
+from bridge.send.http import HttpRequest, HttpResponse
 
 # The most of an answer the bridge reads. Past it the answer is marked
 # ``oversize``: error text is cut there, and a dialect that must read a

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 
-from bridge.outcome import Outcome
-from bridge.rows import Rows
+from bridge.model.outcome import Outcome
+from bridge.model.rows import Rows
 from bridge.spool.records import as_objects
 
 

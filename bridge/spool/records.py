@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from bridge.rows import Rows
+from bridge.model.rows import Rows
 
 _TABLE, _JSON = b"T", b"J"
 

@@ -15,21 +15,26 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from bridge.config_model import SpoolConfig
-from bridge.dialects.base import b64
-from bridge.errors import BatchRejected, SpoolError
-from bridge.rows import Rows
+from bridge.model.config import SpoolConfig
+from bridge.model.errors import BatchRejected, SpoolError
+from bridge.model.rows import Rows
+from bridge.model.tickets import Ticket
 from bridge.spool import records
 from bridge.spool.deadletter import DeadLetter
 from bridge.spool.wal import Recovery, Wal
-
-if TYPE_CHECKING:
-    from bridge.pipeline import RoutePipeline
-    from bridge.tickets import Ticket
+from bridge.transcode.values import b64
 
 log = logging.getLogger("bridge.spool")
+
+
+class Downstream(Protocol):
+    """Where the spool's pump hands records for delivery: the route's batch stage (``RoutePipeline``)."""
+
+    async def reserve(self, nbytes: int) -> None: ...
+
+    async def enqueue_rows(self, ticket: Ticket, rows: Rows, nbytes: int, wire_bytes: int = 0) -> None: ...
 
 # Outcomes worth trying again later: the target is away or busy (or answers 500), or the bridge stopped.
 _LATER = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"})
@@ -89,12 +94,10 @@ class Spool:
         ticket.finish()
 
     # -- delivery side ---------------------------------------------------------------------
-    def start(self, pipeline: RoutePipeline) -> None:
+    def start(self, pipeline: Downstream) -> None:
         self._pump = asyncio.create_task(self._run(pipeline), name=f"spool-{self.route}")
 
-    async def _run(self, pipeline: RoutePipeline) -> None:
-        from bridge.tickets import Ticket
-
+    async def _run(self, pipeline: Downstream) -> None:
         loop = asyncio.get_running_loop()
         while True:
             wait = self._resume_at - loop.time()

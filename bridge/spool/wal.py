@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.errors import SpoolError
+from bridge.model.errors import SpoolError
 
 MAGIC = b"IBWAL01\n"
 HEADER = struct.Struct("<IIQ")

@@ -1,0 +1,212 @@
+"""The running bridge: routes, the gRPC server (ingest, health, reflection) and the ops HTTP port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from bridge.ingest.access import Access
+from bridge.ingest.service import IngestService, Sized
+from bridge.model.config import BridgeConfig, TLSConfig
+from bridge.model.errors import ConfigError
+from bridge.ops.metrics import Metrics
+from bridge.proto import SERVICE_NAME, pb
+from bridge.route.budget import ByteBudget
+from bridge.route.pipeline import RoutePipeline
+from bridge.send.transport import Transport
+
+log = logging.getLogger("bridge.ingest.server")
+
+# Health service names: "" (the whole bridge), the ingest service, and one per route.
+ROUTE_HEALTH_PREFIX = "ingestbridge.v1.route/"
+
+
+def _handlers(service: IngestService) -> grpc.GenericRpcHandler:
+    def sized(data: bytes) -> Sized:
+        # The wire size is what the request costs in the route's byte budget. A message that does not parse
+        # is answered INVALID_ARGUMENT by the service (a raising deserializer would make it INTERNAL).
+        try:
+            return pb.IngestRequest.FromString(data), len(data), None
+        except DecodeError as e:
+            return pb.IngestRequest(), len(data), str(e) or "cannot parse"
+
+    ser = pb.BatchAck.SerializeToString
+    return grpc.method_handlers_generic_handler(
+        SERVICE_NAME,
+        {
+            "Ingest": grpc.stream_unary_rpc_method_handler(
+                service.Ingest, request_deserializer=sized, response_serializer=pb.IngestSummary.SerializeToString
+            ),
+            "IngestStream": grpc.stream_stream_rpc_method_handler(
+                service.IngestStream, request_deserializer=sized, response_serializer=ser
+            ),
+            "IngestBatch": grpc.unary_unary_rpc_method_handler(
+                service.IngestBatch, request_deserializer=sized, response_serializer=ser
+            ),
+            "ListRoutes": grpc.unary_unary_rpc_method_handler(
+                service.ListRoutes,
+                request_deserializer=pb.ListRoutesRequest.FromString,
+                response_serializer=pb.ListRoutesResponse.SerializeToString,
+            ),
+        },
+    )
+
+
+def build_routes(config: BridgeConfig, transport: Transport, budget: ByteBudget | None = None,
+                 metrics: Metrics | None = None) -> dict[str, RoutePipeline]:
+    """Every route's pipeline (dialects and descriptor sets are loaded here: ConfigError if they cannot be)."""
+    routes, problems = {}, []
+    for name, rc in config.routes.items():
+        try:
+            routes[name] = RoutePipeline(rc, transport, budget, metrics, config.limits)
+        except ConfigError as e:
+            problems += e.problems
+    if problems:
+        raise ConfigError(problems)
+    return routes
+
+
+def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
+    """The gRPC port's TLS; with a client CA, callers without a certificate it signed are refused (mTLS)."""
+    try:
+        cert, key = Path(tls.cert).read_bytes(), Path(tls.key).read_bytes()
+        ca = Path(tls.client_ca).read_bytes() if tls.client_ca else None
+    except OSError as e:
+        raise ConfigError(f"tls: cannot read {e.filename}: {e.strerror}") from None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+class Bridge:
+    """Start with ``await bridge.start()``; ``port`` is the bound gRPC port; ``await bridge.stop()``."""
+
+    def __init__(self, config: BridgeConfig, listen: str | None = None, http: str | bool | None = True,
+                 reuse_port: bool = False) -> None:
+        self.config = config
+        self.listen = listen or config.listen
+        self.http_listen = config.http if http is True else (http or None)
+        self.transport = Transport()
+        self.budget = ByteBudget(config.limits.max_buffered_bytes)
+        self.metrics = Metrics()
+        self.routes = build_routes(config, self.transport, self.budget, self.metrics)
+        limits = config.limits
+        self.service = IngestService(self.routes, Access(config.access), limits.max_pending_acks,
+                                     limits.max_rows_per_message, limits.max_calls)
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self.http_port = 0
+        self._runner: web.AppRunner | None = None
+        self._reuse_port = reuse_port
+        self.ready = False
+        self._health_task: asyncio.Task | None = None
+        self._route_state: dict[str, int] = {}
+
+    async def start(self) -> None:
+        limits = self.config.limits
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limits.max_message_bytes),
+                ("grpc.max_send_message_length", limits.max_message_bytes),
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.max_connection_idle_ms", int(limits.idle_timeout * 1000)),
+                ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
+                ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
+                ("grpc.http2.bdp_probe", 0),
+            ],
+        )
+        self.server.add_generic_rpc_handlers((_handlers(self.service),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
+        tls = self.config.tls
+        if tls is None:
+            self.port = self.server.add_insecure_port(self.listen)
+        else:
+            self.port = self.server.add_secure_port(self.listen, server_credentials(tls))
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.listen}")
+        for route in self.routes.values():
+            route.start()
+        await self.server.start()
+        if self.http_listen:
+            await self._start_http(self.http_listen)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        for name in ("", SERVICE_NAME, *(ROUTE_HEALTH_PREFIX + r for r in self.routes)):
+            await self.health.set(name, serving)
+        self.ready = True
+        self._health_task = asyncio.create_task(self._watch_health())
+        log.info("listening on %s (gRPC port %d), %d route(s)", self.listen, self.port, len(self.routes))
+
+    async def _start_http(self, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_port=self._reuse_port or None)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _watch_health(self, interval: float = 0.5) -> None:
+        """A route whose buffer is full is NOT_SERVING (it pushes back) until it delivers again."""
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        while True:
+            for name, route in self.routes.items():
+                state = not_serving if route.full else serving
+                if self._route_state.get(name, serving) != state:
+                    self._route_state[name] = state
+                    await self.health.set(ROUTE_HEALTH_PREFIX + name, state)
+            await asyncio.sleep(interval)
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        full = self.budget.blocked
+        body = {
+            "ready": self.ready and not full,
+            "buffered_bytes": self.budget.used,
+            "routes": {
+                name: {"full": r.full, "buffered_bytes": r.budget.used, "last_failure": r.last_failure,
+                       **({"spool_bytes": r.spool.disk_bytes, "spool_records": r.spool.wal.undelivered,
+                           "dead_letter_rows": r.spool.dead.rows} if r.spool is not None else {})}
+                for name, r in sorted(self.routes.items())
+            },
+        }
+        # A failing target does not make the pod unready (that would take the app down with it); a full buffer does.
+        return web.json_response(body, status=200 if body["ready"] else 503)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking calls, deliver what is buffered (within ``grace``), close connections."""
+        self.ready = False
+        if self._health_task is not None:
+            self._health_task.cancel()
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME, *(ROUTE_HEALTH_PREFIX + r for r in self.routes)):
+            await self.health.set(name, not_serving)
+        # In-flight calls wait for their tickets while the routes flush what they hold.
+        stopping = [r.close(grace) for r in self.routes.values()]
+        if self.server is not None:
+            stopping.append(self.server.stop(grace + 1.0))
+        await asyncio.gather(*stopping)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.transport.close()

@@ -1,0 +1,332 @@
+"""Receive stage: the IngestService over grpc.aio.
+
+Reads a stream only as fast as the routes take rows (their byte budgets):
+while ``submit`` waits, nothing more is read and HTTP/2 flow control pushes
+back to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from google.rpc import status_pb2
+from grpc_status import rpc_status
+
+from bridge.ingest import acks, status
+from bridge.ingest.access import Access, Caller
+from bridge.model.errors import BatchRejected
+from bridge.proto import pb
+from bridge.route.pipeline import RoutePipeline, Ticket
+
+log = logging.getLogger("bridge.ingest.service")
+
+# A request as read off the wire: the message, its size, and why it could not be parsed (None when it could).
+Sized = tuple[pb.IngestRequest, int, str | None]
+
+
+async def abort(context: grpc.aio.ServicerContext, st: status_pb2.Status) -> None:
+    s = rpc_status.to_status(st)
+    await context.abort(s.code, s.details, s.trailing_metadata)
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class IngestService:
+    def __init__(self, routes: dict[str, RoutePipeline], access: Access | None = None,
+                 max_pending_acks: int = 1000, max_rows_per_message: int = 100_000, max_calls: int = 1000) -> None:
+        self.routes = routes
+        self.max_calls = max_calls
+        self.calls = 0  # ingest calls open now
+        self.access = access or Access(None)
+        self.max_pending_acks = max_pending_acks
+        self.max_rows = max_rows_per_message
+
+    async def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        """Who is calling; a call without a valid token ends here, before any message is read."""
+        try:
+            return self.access.caller(context.invocation_metadata())
+        except BatchRejected as e:
+            await abort(context, acks.rejected_status(e, "", None))
+            raise AssertionError("unreachable") from None
+
+    async def _open(self, context: grpc.aio.ServicerContext) -> Caller:
+        """A new ingest call: its caller, and one of ``max_calls`` slots (the caller releases it)."""
+        caller = await self._caller(context)
+        if self.calls >= self.max_calls:
+            e = BatchRejected("UNAVAILABLE", "TOO_MANY_CALLS",
+                              f"{self.calls} calls are open, the limit is {self.max_calls} (limits.max_calls); "
+                              "retry shortly", {"limit": str(self.max_calls)}, retry_after=1.0)
+            await abort(context, acks.rejected_status(e, "", None))
+        self.calls += 1
+        return caller
+
+    def _route(self, name: str, previous: RoutePipeline | None, caller: Caller) -> RoutePipeline:
+        if not name:
+            if previous is not None:
+                return previous
+            raise BatchRejected(
+                "INVALID_ARGUMENT", "ROUTE_REQUIRED",
+                "the request names no route (only a message after one that named a route may leave it empty)",
+            )
+        route = self.routes.get(name)
+        if route is None:
+            # Only the routes this caller may use are named: the list is not a way to discover the others.
+            mine = [r for r in sorted(self.routes) if caller.may_use(r)]
+            raise BatchRejected(
+                "NOT_FOUND", "ROUTE_NOT_FOUND",
+                f"route {name!r} is not configured; configured: {', '.join(mine) or 'none'}",
+                {"route": name},
+            )
+        self.access.check(caller, name)
+        return route
+
+    @staticmethod
+    def _check_parsed(bad: str | None) -> None:
+        if bad is not None:
+            raise BatchRejected("INVALID_ARGUMENT", "MALFORMED_REQUEST",
+                                f"the message is not an ingestbridge.v1.IngestRequest: {bad}")
+
+    def _check_rows(self, request: pb.IngestRequest) -> None:
+        n = acks.request_rows(request)
+        if n > self.max_rows:
+            raise BatchRejected("INVALID_ARGUMENT", "TOO_MANY_ROWS",
+                                f"the message holds {n} rows; the limit is {self.max_rows} "
+                                "(limits.max_rows_per_message): split it", {"limit": str(self.max_rows)})
+
+    async def _admit(self, request: pb.IngestRequest, size: int, route: RoutePipeline,
+                     context: grpc.aio.ServicerContext, track: list[Ticket] | None = None) -> Ticket:
+        # Room first, then decode: a caller waiting for room holds its protobuf message, not its decoded rows.
+        charge = route.charge(request, size)
+        await route.reserve(charge)
+        try:
+            rows, errors = route.prepare(request, size)
+        except BatchRejected:
+            route.budget.release(charge)
+            raise
+        except BaseException as e:
+            route.budget.release(charge)
+            if not isinstance(e, Exception):
+                raise
+            # A fault in the bridge is INTERNAL with a reason, never an UNKNOWN without one.
+            log.exception("route=%s seq=%d cannot decode the request", route.name, request.sequence)
+            raise BatchRejected("INTERNAL", "BRIDGE_ERROR",
+                                f"internal error while decoding the request: {type(e).__name__}") from None
+        ticket = Ticket(route.name, request.sequence, acks.request_rows(request), errors, _deadline(context))
+        if track is not None:
+            # Tracked before submit: a caller that leaves now must not strand rows.
+            track.append(ticket)
+        await route.submit(ticket, rows, charge, size)
+        return ticket
+
+    async def _next(self, sized: Sized, previous: RoutePipeline | None, caller: Caller,
+                    context: grpc.aio.ServicerContext, track: list[Ticket] | None = None
+                    ) -> tuple[RoutePipeline, Ticket]:
+        """One message: its route (empty means the previous one in a stream) and its ticket."""
+        request, size, bad = sized
+        self._check_parsed(bad)
+        route = self._route(request.route, previous, caller)
+        self._check_rows(request)
+        return route, await self._admit(request, size, route, context, track)
+
+    @staticmethod
+    def _name(request: pb.IngestRequest, previous: RoutePipeline | None) -> str:
+        return request.route or (previous.name if previous else "")
+
+    def _ack(self, t: Ticket) -> pb.BatchAck:
+        return acks.ticket_ack(t, self.routes[t.route].dialect.resource_type)
+
+    # -- unary -----------------------------------------------------------------------
+    async def IngestBatch(self, sized: Sized, context: grpc.aio.ServicerContext) -> pb.BatchAck:
+        caller = await self._open(context)
+        try:
+            return await self._ingest_batch(sized, context, caller)
+        finally:
+            self.calls -= 1
+
+    async def _ingest_batch(self, sized: Sized, context: grpc.aio.ServicerContext, caller: Caller) -> pb.BatchAck:
+        request = sized[0]
+        try:
+            _, ticket = await self._next(sized, None, caller, context)
+        except BatchRejected as e:
+            await abort(context, acks.rejected_status(e, request.route, request.sequence))
+            raise AssertionError("unreachable") from None
+        try:
+            t = await ticket.future
+        except asyncio.CancelledError:
+            self.routes[ticket.route].forget(ticket)
+            raise
+        ack = self._ack(t)
+        if t.failure is not None:
+            st = status_pb2.Status()
+            st.CopyFrom(ack.status)
+            st.details.add().Pack(ack)  # the counts and named rows, for callers that want them
+            await abort(context, st)
+        return ack
+
+    # -- bidirectional -----------------------------------------------------------------
+    async def IngestStream(self, requests: AsyncIterator[Sized],
+                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.BatchAck]:
+        caller = await self._open(context)
+        try:
+            async for ack in self._stream(requests, context, caller):
+                yield ack
+        finally:
+            self.calls -= 1
+
+    async def _stream(self, requests: AsyncIterator[Sized], context: grpc.aio.ServicerContext,
+                      caller: Caller) -> AsyncIterator[pb.BatchAck]:
+        # Bounded: a caller that never reads its acks stops being read, instead of piling them up here.
+        room = asyncio.Semaphore(self.max_pending_acks)
+        queue: asyncio.Queue[Ticket | pb.BatchAck | None] = asyncio.Queue()
+        live: list[Ticket] = []
+
+        async def read() -> None:
+            previous = None
+            try:
+                async for sized in requests:
+                    request = sized[0]
+                    await room.acquire()
+                    try:
+                        previous, ticket = await self._next(sized, previous, caller, context, live)
+                    except BatchRejected as e:
+                        name = self._name(request, previous)
+                        await queue.put(acks.rejected_ack(e, name, request.sequence, acks.request_rows(request)))
+                        continue
+                    await queue.put(ticket)
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, Ticket):
+                    t = await item.future
+                    live.remove(item)
+                    item = self._ack(t)
+                yield item
+                room.release()
+            await reader
+        finally:
+            # The caller went away (or the stream ended): nothing here may outlive it. Its rows still queued are
+            # withdrawn, rows in a batch being retried leave it before the next attempt; only a request already
+            # on the wire goes on (its outcome can no longer reach the caller, who resends what was not acked).
+            for t in live:
+                self.routes[t.route].forget(t)
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+    # -- client stream -------------------------------------------------------------------
+    async def Ingest(self, requests: AsyncIterator[Sized], context: grpc.aio.ServicerContext) -> pb.IngestSummary:
+        caller = await self._open(context)
+        try:
+            return await self._ingest(requests, context, caller)
+        finally:
+            self.calls -= 1
+
+    async def _ingest(self, requests: AsyncIterator[Sized], context: grpc.aio.ServicerContext,
+                      caller: Caller) -> pb.IngestSummary:
+        loop = asyncio.get_running_loop()
+        tickets: list[Ticket] = []
+        failed: asyncio.Future[status_pb2.Status] = loop.create_future()
+
+        def fail(st: status_pb2.Status) -> None:
+            if failed.done():
+                return
+            failed.set_result(st)
+            # The call ends at its first failure: its other rows are withdrawn now, before a worker sends the
+            # next batch, so that nothing goes out for a call that has ended and only what the target took
+            # is reported delivered.
+            for t in tickets:
+                if not t.future.done():
+                    self.routes[t.route].forget(t, "the call ended at an earlier batch's failure")
+
+        def on_done(fut: asyncio.Future[Ticket]) -> None:
+            t = fut.result()
+            if t.failure is not None and t.gone is None:
+                fail(self._ack(t).status)
+
+        async def read() -> None:
+            previous = None
+            async for sized in requests:
+                if failed.done():
+                    return
+                request = sized[0]
+                try:
+                    previous, ticket = await self._next(sized, previous, caller, context, tickets)
+                except BatchRejected as e:
+                    fail(acks.rejected_status(e, self._name(request, previous), request.sequence))
+                    return
+                ticket.future.add_done_callback(on_done)
+
+        reader = asyncio.create_task(read())
+        try:
+            done, _ = await asyncio.wait({reader, failed}, return_when=asyncio.FIRST_COMPLETED)
+            if failed not in done:
+                await reader
+                waiting = [t.future for t in tickets if not t.future.done()]
+                if waiting:
+                    # Not cancelled when the call fails first: the ticket futures are the pipeline's to resolve.
+                    everything = asyncio.gather(*waiting)
+                    await asyncio.wait({everything, failed}, return_when=asyncio.FIRST_COMPLETED)
+            summary = self._summary(tickets)
+            if failed.done():
+                st = failed.result()
+                delivered = [t.sequence for t in tickets if t.future.done() and t.failure is None]
+                out = status_pb2.Status()
+                out.CopyFrom(st)
+                info = status.error_info(out)
+                if info is not None:
+                    info_msg, index = info
+                    info_msg.metadata["delivered_sequences"] = acks.ranges(delivered)
+                    out.details[index].Pack(info_msg)
+                out.details.add().Pack(summary)
+                await abort(context, out)
+            return summary
+        finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            for t in tickets:
+                if not t.future.done():
+                    self.routes[t.route].forget(t)
+
+    def _summary(self, tickets: list[Ticket]) -> pb.IngestSummary:
+        summary = pb.IngestSummary()
+        for t in tickets:
+            if not t.future.done() or t.failure is not None:
+                continue
+            summary.batches += 1
+            summary.accepted += t.accepted
+            summary.rejected += t.total - t.accepted
+            if t.total - t.accepted:
+                summary.failed.append(self._ack(t))
+        return summary
+
+    # -- routes ------------------------------------------------------------------------
+    async def ListRoutes(self, request: pb.ListRoutesRequest, context: grpc.aio.ServicerContext
+                         ) -> pb.ListRoutesResponse:
+        caller = await self._caller(context)
+        out = pb.ListRoutesResponse()
+        for name in sorted(self.routes):
+            if not caller.may_use(name):
+                continue
+            r = self.routes[name]
+            info = out.routes.add(name=name, dialect=r.cfg.dialect, max_rows_per_request=r.max_rows)
+            for c in r.cfg.columns or ():
+                info.columns.add(name=c.name, type=c.type + ("?" if c.nullable else ""))
+            info.ops.extend(sorted(int(o) for o in r.dialect.supported_ops()))
+        return out

@@ -1,0 +1,1 @@
+"""The bridge's data: rows, outcomes, tickets, errors and the configuration's typed form."""

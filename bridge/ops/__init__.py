@@ -1,0 +1,1 @@
+"""Operating the bridge: metrics, logs and redaction of secrets."""
