@@ -8,8 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 
-from bridge.config_model import DeliveryConfig
-from bridge.outcome import Outcome
+from bridge.model.config import DeliveryConfig
+from bridge.model.outcome import Outcome
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -69,11 +69,15 @@ async def with_retries(
     cfg = policy.cfg
     start = clock()
     n = n500 = 0
+    last: Outcome | None = None
     while True:
         d = deadline()
         end = start + cfg.max_elapsed if not forever else float("inf")
         if d is not None:
             end = min(end, d)
+        if last is not None and clock() >= end:
+            # The wait overran the end (a busy loop): the last real answer stands, not a starved extra attempt.
+            return _gave_up(last, d, clock(), 0.0)
         timeout = max(0.001, min(cfg.timeout, end - clock()))
         outcome = await attempt(timeout)
         if outcome is None:
@@ -90,11 +94,17 @@ async def with_retries(
         wait = policy.delay(n, outcome.retry_after)
         now = clock()
         if now + wait >= end:
-            if d is not None and now >= d:
-                # The caller's own deadline ended the retries: that is what it hears, with the last answer.
-                outcome.code, outcome.reason = "DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"
-                outcome.message = f"the call's deadline passed while retrying; last: {outcome.message}"
-            elif outcome.retry_after is None or outcome.retry_after < wait:
-                outcome.retry_after = wait
-            return outcome
+            return _gave_up(outcome, d, now, wait)
+        last = outcome
         await asyncio.sleep(wait)
+
+
+def _gave_up(outcome: Outcome, caller_deadline: float | None, now: float, wait: float) -> Outcome:
+    """The last answer, once no further attempt fits before the end."""
+    if caller_deadline is not None and now >= caller_deadline:
+        # The caller's own deadline ended the retries: that is what it hears, with the last answer.
+        outcome.code, outcome.reason = "DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"
+        outcome.message = f"the call's deadline passed while retrying; last: {outcome.message}"
+    elif outcome.retry_after is None or outcome.retry_after < wait:
+        outcome.retry_after = wait
+    return outcome
