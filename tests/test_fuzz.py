@@ -540,7 +540,8 @@ def test_the_fixture_covers_the_dialects() -> None:
     pipelines, _, _ = fixture()
     dialects = {p.cfg.dialect for p in pipelines.values()}
     assert {"http", "timeplus", "axiom", "feldera", "obsrv"} <= dialects
-    assert any(p.validator for p in pipelines.values()) and any(p.validator is None for p in pipelines.values())
+    validators = [p.transcoder.validator for p in pipelines.values()]
+    assert any(validators) and None in validators
 
 
 

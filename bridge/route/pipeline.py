@@ -18,7 +18,7 @@ from typing import Any
 
 from bridge.dialects import DIALECTS
 from bridge.model.config import LimitsConfig, RouteConfig
-from bridge.model.errors import BatchRejected, ConfigError
+from bridge.model.errors import BatchRejected
 from bridge.model.outcome import Outcome
 from bridge.model.rows import Op, RowError, Rows
 from bridge.model.tickets import SHUTTING_DOWN, Part, Ticket
@@ -26,15 +26,12 @@ from bridge.ops.metrics import Metrics
 from bridge.route.batcher import Batcher
 from bridge.route.budget import ByteBudget
 from bridge.route.settle import held_back, settle
-from bridge.route.validate import Validator
 from bridge.send.load import Load
 from bridge.send.retry import RetryPolicy
 from bridge.send.sender import Result, Sender
 from bridge.send.transport import Transport
 from bridge.spool.spool import Spool
-from bridge.transcode.decode import Decoder
-from bridge.transcode.descriptors import MessageTypes
-from bridge.transcode.timefmt import formatter
+from bridge.transcode import Plan, transcoder
 
 log = logging.getLogger("bridge.route.pipeline")
 
@@ -60,17 +57,16 @@ class RoutePipeline:
         self.metrics = metrics
         self.name = cfg.name
         self.dialect = DIALECTS[cfg.dialect](cfg)
-        mode = cfg.options.get("timestamps", "rfc3339")
-        ts = formatter(mode)
-        path = cfg.options.get("descriptor_set") or ""
-        fixed = self.dialect.rfc3339_columns() if mode != "rfc3339" else frozenset()
-        try:
-            messages = MessageTypes(path, ts, fixed) if path else None
-        except ConfigError as e:
-            raise ConfigError([f"routes.{cfg.name}.options.descriptor_set: {p}" for p in e.problems]) from None
-        self.decoder = Decoder(ts, messages, mode=mode, limits=limits, rfc3339_columns=fixed)
-        self.validator = Validator(cfg.columns, mode, fixed) if cfg.columns else None
-        self._parse_json = self.validator is not None or self.dialect.parses_json_rows()
+        self.transcoder = transcoder(Plan(
+            route=cfg.name,
+            timestamps=cfg.options.get("timestamps", "rfc3339"),
+            rfc3339_columns=self.dialect.rfc3339_columns(),
+            descriptor_set=cfg.options.get("descriptor_set") or "",
+            columns=cfg.columns or (),
+            parse_json=bool(cfg.columns) or self.dialect.parses_json_rows(),
+            limits=limits,
+            row_checks=(self.dialect.reject_ops, self.dialect.check_rows),
+        ))
         self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
         cap = self.dialect.rows_per_request()
         self.max_rows = cfg.batch.max_rows if cap is None else max(1, min(cap, cfg.batch.max_rows))
@@ -107,43 +103,19 @@ class RoutePipeline:
 
     # -- receive side ------------------------------------------------------------
     def prepare(self, request: Any, size: int | None = None) -> tuple[Rows, list[RowError]]:
-        """Decode and check one request: the rows to send and the rows rejected (by caller index).
+        """Transcode one request: the rows to send and the rows rejected (by caller index).
 
-        ``size`` is the request's wire size: below ``limits.max_value_bytes`` no value can be too long,
-        so lengths go unchecked.
+        ``size`` is the request's wire size (see ``Transcoder.transcode``). On a ``reject_batch`` route one
+        bad row refuses the request.
         """
-        self.decoder.begin(request.ByteSize() if size is None else size)
-        kind = request.WhichOneof("payload")
-        objects = None
-        if kind == "rows":
-            rows, errors = self.decoder.row_batch(request.rows)
-        elif kind == "columns":
-            rows, errors = self.decoder.column_batch(request.columns)
-        elif kind == "messages":
-            rows, errors = self.decoder.message_batch(request.messages)
-        elif kind == "json":
-            rows, errors, objects = self.decoder.json_batch(request.json, parse=self._parse_json)
-        else:
-            raise BatchRejected("INVALID_ARGUMENT", "EMPTY_REQUEST",
-                                "the request has no payload: set rows, columns, messages or json")
-        if self.validator is not None:
-            rows, more = self.validator.check(rows, objects)
-            errors += more
-        for check in (self.dialect.reject_ops, self.dialect.check_rows):
-            more = check(rows)
-            if more:
-                bad = {e.index for e in more}
-                rows = rows.select([p for p in range(len(rows)) if rows.caller_index(p) not in bad])
-                errors += more
-        if errors:
-            errors.sort(key=lambda e: e.index)
-            if self.cfg.on_bad_row == "reject_batch":
-                raise BatchRejected(
-                    "INVALID_ARGUMENT", "INVALID_ROWS",
-                    f"{len(errors)} row(s) rejected, first row {errors[0].index}: {errors[0].reason}; "
-                    f"route {self.name!r} takes a batch whole or not at all",
-                    row_errors=errors,
-                )
+        rows, errors = self.transcoder.transcode(request, size)
+        if errors and self.cfg.on_bad_row == "reject_batch":
+            raise BatchRejected(
+                "INVALID_ARGUMENT", "INVALID_ROWS",
+                f"{len(errors)} row(s) rejected, first row {errors[0].index}: {errors[0].reason}; "
+                f"route {self.name!r} takes a batch whole or not at all",
+                row_errors=errors,
+            )
         return rows, errors
 
     @staticmethod

@@ -1,1 +1,27 @@
-"""Request payloads to rows in the target's JSON: decode, timestamps, JSON rows, body encoders."""
+"""Transcode: a request's payload and a route's ``Plan`` → the rows to send and the rows rejected.
+
+This is the one seam between the receive side and the batch stage. The route builds a Plan once
+(``Plan`` in ``plan.py``) and calls ``transcoder(plan).transcode(request, size)`` for every request; nothing
+downstream knows which transcoder ran. ``PythonTranscoder`` is the reference implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from bridge.model.rows import RowError, Rows
+from bridge.transcode.plan import Plan, RowCheck
+from bridge.transcode.python import PythonTranscoder
+
+__all__ = ["Plan", "PythonTranscoder", "RowCheck", "Transcoder", "transcoder"]
+
+
+class Transcoder(Protocol):
+    name: str
+
+    def transcode(self, request: Any, size: int | None = None) -> tuple[Rows, list[RowError]]: ...
+
+
+def transcoder(plan: Plan) -> Transcoder:
+    """The transcoder for a route's plan."""
+    return PythonTranscoder(plan)
