@@ -47,6 +47,9 @@ class RetryPolicy:
         return d if retry_after is None else max(d, retry_after)
 
 
+# The least time worth another attempt: one with less would time out on a busy target and hide its answer.
+MIN_ATTEMPT = 0.1
+
 # One attempt with the given timeout; None when there is nothing left to send (no more attempts).
 Attempt = Callable[[float], Awaitable[Outcome | None]]
 
@@ -93,7 +96,7 @@ async def with_retries(
             return outcome
         wait = policy.delay(n, outcome.retry_after)
         now = clock()
-        if now + wait >= end:
+        if now + wait + min(cfg.timeout, MIN_ATTEMPT) >= end:
             return _gave_up(outcome, d, now, wait)
         last = outcome
         await asyncio.sleep(wait)
