@@ -549,7 +549,7 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
     )
     if len(problems.items) == before:
         for p in dialect.check_config(route):
-            problems.items.append(p)
+            problems.items.append(f"{path}.{p}")
     return route
 
 

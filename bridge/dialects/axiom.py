@@ -24,6 +24,8 @@ from bridge.dialects.base import (
     HttpRequest,
     HttpResponse,
     Option,
+    bearer,
+    compression_option,
     error_message,
     join_url,
     segment,
@@ -116,7 +118,7 @@ class AxiomDialect(Dialect):
         "labels": Option("map", {}, doc="X-Axiom-Event-Labels JSON object, merged into every event"),
         # zstd: Axiom takes it, axiom-go sends it, it compresses JSON about as well as gzip at a
         # fraction of the CPU; a 10,000-event batch is large, and Axiom bills ingest by volume.
-        "compression": Option("choice", "zstd", ("none", "gzip", "zstd"), doc="request body Content-Encoding"),
+        "compression": compression_option("zstd"),
         "legacy": Option("bool", False, doc="POST /v1/datasets/{dataset}/ingest instead of the edge path"),
         "org_id": Option("str", "", doc="X-Axiom-Org-Id, needed with a personal (xapt-) token on the legacy path"),
     }
@@ -127,17 +129,17 @@ class AxiomDialect(Dialect):
 
     @classmethod
     def check_config(cls, route: RouteConfig) -> list[str]:
-        o, where = route.options, f"routes.{route.name}"
+        o = route.options
         problems = []
         delimiter = o.get("csv_delimiter", "")
         if delimiter and len(delimiter) != 1:
-            problems.append(f"{where}.options.csv_delimiter: must be one character, got {delimiter!r}")
+            problems.append(f"options.csv_delimiter: must be one character, got {delimiter!r}")
         token = route.auth["token"].value
         if personal_token(token) and not o.get("legacy"):
-            problems.append(f"{where}.auth.token: a personal token (xapt-) is refused by the edge endpoint; "
+            problems.append("auth.token: a personal token (xapt-) is refused by the edge endpoint; "
                             "use an API token (xaat-), or options.legacy: true with options.org_id")
         elif personal_token(token) and not o.get("org_id"):
-            problems.append(f"{where}.options.org_id: a personal token (xapt-) needs the organisation ID")
+            problems.append("options.org_id: a personal token (xapt-) needs the organisation ID")
         return problems
 
     def __init__(self, route: RouteConfig) -> None:
@@ -149,14 +151,12 @@ class AxiomDialect(Dialect):
                                                     ("timestamp-format", "timestamp_format"),
                                                     ("csv-delimiter", "csv_delimiter")) if o[opt]]
         self.url = join_url(route.url, path, query)
-        self.headers = {"Content-Type": CONTENT_TYPES[o["format"]],
-                        "Authorization": "Bearer " + route.auth["token"].value}
+        self.headers = {"Content-Type": CONTENT_TYPES[o["format"]], **bearer(route.auth["token"])}
         if o["labels"]:
             self.headers["X-Axiom-Event-Labels"] = orjson.dumps(o["labels"]).decode()
         if o["org_id"]:
             self.headers["X-Axiom-Org-Id"] = o["org_id"]
         # None: the sender then sends no Content-Encoding at all (never "identity", never axiom-py's "1").
-        self.compression = None if o["compression"] == "none" else o["compression"]
         self.time_field = o["timestamp_field"] or DEFAULT_TIME_FIELD
         self.epoch_scale = EPOCH_SCALE.get(o["timestamps"])
 
@@ -241,7 +241,5 @@ class AxiomDialect(Dialect):
             outcome.retry_after = reset_in(headers, "x-ingestlimit-reset")
             if outcome.retry_after is None:
                 outcome.retry_after = parse_retry_after(headers.get("retry-after"))
-        if outcome.code == "NOT_FOUND":
-            outcome.resource = self.route.target
         return outcome
 

@@ -75,6 +75,9 @@ def error_message(body: Any, raw: bytes, *keys: str) -> str:
     return text
 
 
+INSERT_ONLY = frozenset({Op.INSERT})
+
+
 class Dialect:
     """Base class; subclasses set the class attributes and override build/classify."""
 
@@ -82,7 +85,6 @@ class Dialect:
     options: ClassVar[dict[str, Option]] = {}
     # Each allowed form of the route's ``auth`` mapping, as its set of keys.
     auth_forms: ClassVar[tuple[frozenset[str], ...]] = (frozenset(),)
-    ops: ClassVar[frozenset[Op]] = frozenset({Op.INSERT})
     target_required: ClassVar[bool] = True
     # Defaults for the route's ``batch`` and ``delivery`` keys, and a hard cap on rows per request.
     batch_defaults: ClassVar[dict[str, Any]] = {}
@@ -97,10 +99,15 @@ class Dialect:
     def __init__(self, route: RouteConfig) -> None:
         self.route = route
         self.opts = route.options
+        # The Content-Encoding asked of the sender, for dialects that declare the ``compression`` option.
+        chosen = self.opts.get("compression", "none")
+        self.compression: str | None = None if chosen == "none" else chosen
 
     @classmethod
     def check_config(cls, route: RouteConfig) -> list[str]:
-        """Cross-option problems, each as ``key: what is wrong`` (single keys are checked already)."""
+        """Cross-option problems, each as ``key: what is wrong`` with the key under the route
+        (``options.format``, ``auth``, ``columns``); the config parser adds ``routes.<name>.``.
+        Single keys are checked already."""
         return []
 
     def parses_json_rows(self) -> bool:
@@ -116,7 +123,8 @@ class Dialect:
         return self.max_rows_limit
 
     def supported_ops(self) -> frozenset[Op]:
-        return self.ops
+        """The row ops the target can express with this route's options (the one place ops are declared)."""
+        return INSERT_ONLY
 
     def reject_ops(self, rows: Rows) -> list[RowError]:
         """Rows whose op the target cannot express, by caller index; never sent as something else."""
@@ -151,19 +159,23 @@ class Dialect:
         return False
 
     def answer(self, response: HttpResponse, rows: Rows) -> Outcome:
-        """The outcome of an answer: ``classify``, unless a success body that matters was too large to read."""
+        """The outcome of an answer: ``classify``, unless a success body that matters was too large to read.
+
+        A NOT_FOUND names the missing resource (ResourceInfo): the route's target unless ``classify`` named
+        another (Feldera's pipeline).
+        """
         if response.oversize and 200 <= response.status < 300 and self.reads_success_body():
             return unreadable(response, "UPSTREAM_ANSWER_TOO_LARGE",
                               f"its body is larger than the {len(response.body)} bytes the bridge reads")
-        return self.classify(response, rows)
+        outcome = self.classify(response, rows)
+        if outcome.code == "NOT_FOUND" and not outcome.resource:
+            outcome.resource = self.route.target or self.route.url
+        return outcome
 
     def classify(self, response: HttpResponse, rows: Rows) -> Outcome:
         """Default: the status table, with the body's message."""
         body = response.json()
-        outcome = answer.from_http(response.status, error_message(body, response.body, "message", "error"))
-        if outcome.code == "NOT_FOUND":
-            outcome.resource = self.route.target or self.route.url
-        return outcome
+        return answer.from_http(response.status, error_message(body, response.body, "message", "error"))
 
     async def confirm(self, transport: Transport, outcome: Outcome, deadline: float) -> Outcome:
         """After a 2xx: wait for anything the route asks (Feldera completion). Default: nothing."""
@@ -178,6 +190,16 @@ def unreadable(response: HttpResponse, reason: str, why: str) -> Outcome:
     return Outcome(code="UNKNOWN", reason=reason, http_status=response.status,
                    message=f"the target answered HTTP {response.status}, but {why}: whether it took the rows "
                            "is unknown, and resending them may duplicate some")
+
+
+def bearer(secret: Any) -> dict[str, str]:
+    """``Authorization: Bearer <secret>``, the header most targets document."""
+    return {"Authorization": "Bearer " + str(getattr(secret, "value", secret))}
+
+
+def compression_option(default: str = "none") -> Option:
+    """The ``compression`` option: the request body's Content-Encoding, none, gzip or zstd."""
+    return Option("choice", default, ("none", "gzip", "zstd"), doc="request body Content-Encoding")
 
 
 def auth_headers_from_map(headers: dict[str, Any]) -> dict[str, str]:

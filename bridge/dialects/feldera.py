@@ -26,6 +26,7 @@ from bridge.dialects.base import (
     HttpRequest,
     HttpResponse,
     Option,
+    bearer,
     error_message,
     join_url,
     segment,
@@ -131,12 +132,12 @@ class FelderaDialect(Dialect):
 
     @classmethod
     def check_config(cls, route) -> list[str]:
-        o, p = route.options, f"routes.{route.name}"
+        o = route.options
         problems = []
         if not o["pipeline"]:
-            problems.append(f"{p}.options.pipeline: is required (the pipeline holding table {route.target!r})")
+            problems.append(f"options.pipeline: is required (the pipeline holding table {route.target!r})")
         if o["format"] == "csv" and not route.columns:
-            problems.append(f"{p}.columns: CSV to Feldera has no header row: declare the table's columns in order")
+            problems.append("columns: CSV to Feldera has no header row: declare the table's columns in order")
         return problems
 
     def __init__(self, route) -> None:
@@ -149,7 +150,7 @@ class FelderaDialect(Dialect):
             query += [("array", _bool(o["array"])), ("update_format", o["update_format"])]
         self.url = join_url(route.url, f"/v0/pipelines/{segment(self.pipeline)}/ingress/{segment(route.target)}",
                             query)
-        self.auth = {"Authorization": "Bearer " + route.auth["api_key"].value} if "api_key" in route.auth else {}
+        self.auth = bearer(route.auth["api_key"]) if "api_key" in route.auth else {}
         self.headers = {"Content-Type": "application/json" if o["format"] == "json" else "text/csv", **self.auth}
 
     def supported_ops(self) -> frozenset[Op]:
@@ -286,8 +287,8 @@ class FelderaDialect(Dialect):
             # An array is atomic: Feldera dropped all of it, so every row of the batch fails with this status.
             outcome.message += (f" (Feldera dropped the whole array of {len(rows)} rows: none was ingested; "
                                 f"{len(named)} named as invalid)")
-        if outcome.code == "NOT_FOUND":
-            outcome.resource = self.pipeline if code == "UnknownPipelineName" else self.route.target
+        if code == "UnknownPipelineName":
+            outcome.resource = self.pipeline
         return outcome
 
     async def confirm(self, transport: Transport, outcome: Outcome, deadline: float) -> Outcome:

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from yarl import URL
 
-from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, auth_headers_from_map
+from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, auth_headers_from_map, bearer, compression_option
 from bridge.send.http import HttpRequest
 from bridge.transcode import formats
 
@@ -29,7 +29,7 @@ class HttpDialect(Dialect):
         "content_type": Option("str", "", doc="overrides the format's content type"),
         "csv_header": Option("bool", True, doc="CSV: first line holds the column names"),
         "csv_delimiter": Option("str", ",", doc="CSV: one-character delimiter"),
-        "compression": Option("choice", "none", ("none", "gzip", "zstd"), doc="request body encoding"),
+        "compression": compression_option(),
     }
     auth_forms = (frozenset(), frozenset({"bearer"}), frozenset({"headers"}))
     target_required = False
@@ -38,7 +38,7 @@ class HttpDialect(Dialect):
     def check_config(cls, route) -> list[str]:
         delim = route.options.get("csv_delimiter", ",")
         if len(delim) != 1:
-            return [f"routes.{route.name}.options.csv_delimiter: must be one character, got {delim!r}"]
+            return [f"options.csv_delimiter: must be one character, got {delim!r}"]
         return []
 
     def __init__(self, route) -> None:
@@ -59,11 +59,10 @@ class HttpDialect(Dialect):
         headers.update(o["headers"])
         auth = route.auth
         if "bearer" in auth:
-            headers["Authorization"] = "Bearer " + auth["bearer"].value
+            headers.update(bearer(auth["bearer"]))
         if "headers" in auth:
             headers.update(auth_headers_from_map(auth["headers"]))
         self.headers = headers
-        self.compression = None if o["compression"] == "none" else o["compression"]
 
     def build(self, rows) -> HttpRequest:
         if self.format == "ndjson":

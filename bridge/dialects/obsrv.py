@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import orjson
 
-from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, join_url, segment
+from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, bearer, join_url, segment
 from bridge.model.outcome import Outcome
 from bridge.model.rows import RowError, Rows
 from bridge.send import answer
@@ -49,7 +49,7 @@ class ObsrvDialect(Dialect):
         self.url = join_url(route.url, f"/v2/data/in/{segment(route.target)}")
         self.headers = {"Content-Type": "application/json"}
         if "bearer" in route.auth:
-            self.headers["Authorization"] = "Bearer " + route.auth["bearer"].value
+            self.headers.update(bearer(route.auth["bearer"]))
 
     def rows_per_request(self) -> int | None:
         return None if self.opts["batch_mode"] else 1
@@ -91,6 +91,4 @@ class ObsrvDialect(Dialect):
         if code in ERROR_CODES:
             outcome.code, outcome.retryable = ERROR_CODES[code]
             outcome.reason = code.replace(" ", "_")
-        if outcome.code == "NOT_FOUND":
-            outcome.resource = self.route.target
         return outcome

@@ -13,7 +13,7 @@ import base64
 import uuid
 from typing import ClassVar
 
-from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, join_url, segment
+from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, compression_option, join_url, segment
 from bridge.model.errors import BatchRejected
 from bridge.model.outcome import Outcome
 from bridge.model.rows import Op, RowError, Rows
@@ -55,7 +55,7 @@ class TimeplusDialect(Dialect):
         "auth_header": Option("choice", "auto", ("auto", "x-api-key", "authorization", "basic"),
                               doc="how credentials travel; auto: X-Api-Key for keys, Basic or Proton headers"),
         "changelog": Option("bool", False, doc="row ops become the _tp_delta column (1 insert, -1 delete)"),
-        "compression": Option("choice", "none", ("none", "gzip", "zstd"), doc="request body encoding"),
+        "compression": compression_option(),
     }
     auth_forms = (frozenset(), frozenset({"api_key"}), frozenset({"username"}), frozenset({"username", "password"}))
     resource_type = "stream"
@@ -63,21 +63,21 @@ class TimeplusDialect(Dialect):
 
     @classmethod
     def check_config(cls, route) -> list[str]:
-        o, auth, p = route.options, route.auth, f"routes.{route.name}"
+        o, auth = route.options, route.auth
         problems = []
         if o["api"] == "proton":
             if o["format"] != "compact":
-                problems.append(f"{p}.options.format: Proton ingests the compact format only")
+                problems.append("options.format: Proton ingests the compact format only")
             if "api_key" in auth:
-                problems.append(f"{p}.auth: Proton takes username/password (or nothing), not an api_key")
+                problems.append("auth: Proton takes username/password (or nothing), not an api_key")
         elif o["api"] == "v1beta1" and "api_key" not in auth:
-            problems.append(f"{p}.auth: the v1beta1 (Cloud) API needs {{api_key: ...}}")
+            problems.append("auth: the v1beta1 (Cloud) API needs {api_key: ...}")
         elif o["api"] == "v1beta2" and not auth:
-            problems.append(f"{p}.auth: Timeplus Enterprise needs {{username, password}} or {{api_key}}")
+            problems.append("auth: Timeplus Enterprise needs {username, password} or {api_key}")
         if o["auth_header"] in ("x-api-key", "authorization") and "api_key" not in auth:
-            problems.append(f"{p}.options.auth_header: {o['auth_header']} carries an api_key; auth has none")
+            problems.append(f"options.auth_header: {o['auth_header']} carries an api_key; auth has none")
         if o["auth_header"] == "basic" and "username" not in auth:
-            problems.append(f"{p}.options.auth_header: basic needs auth.username")
+            problems.append("options.auth_header: basic needs auth.username")
         return problems
 
     def __init__(self, route) -> None:
@@ -89,7 +89,6 @@ class TimeplusDialect(Dialect):
         ctype = (STANDARD_TYPES[self.format] if o["content_type"] == "standard"
                  else f"application/vnd.timeplus+json;format={QUERY_FORMAT[self.format]}")
         self.headers = {"Content-Type": ctype, **self._auth_headers()}
-        self.compression = None if o["compression"] == "none" else o["compression"]
 
     def _auth_headers(self) -> dict[str, str]:
         auth, mode = self.route.auth, self.opts["auth_header"]
@@ -176,6 +175,4 @@ class TimeplusDialect(Dialect):
             outcome.code, outcome.reason, outcome.retryable = "NOT_FOUND", "TARGET_NOT_FOUND", False
         elif number in INVALID_CODES:
             outcome.code, outcome.reason, outcome.retryable = "INVALID_ARGUMENT", "UPSTREAM_BAD_REQUEST", False
-        if outcome.code == "NOT_FOUND":
-            outcome.resource = self.route.target
         return outcome
