@@ -25,9 +25,10 @@ FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 class SpoolWriteError(SpoolError):
     """A record was not written or not synced: it is not in the log and must not be acknowledged."""
 
-    def __init__(self, message: str, err: int | None) -> None:
+    def __init__(self, message: str, err: int | None, op: str = "write") -> None:
         super().__init__(message)
         self.errno = err
+        self.op = op  # write | fsync | segment (starting a new segment file)
 
     @property
     def full(self) -> bool:

@@ -171,7 +171,7 @@ class Wal:
         except OSError as e:
             with contextlib.suppress(OSError):
                 path.unlink()  # a segment without its header holds nothing
-            raise SpoolWriteError(f"cannot start segment {path}: {e.strerror or e}", e.errno) from None
+            raise SpoolWriteError(f"cannot start segment {path}: {e.strerror or e}", e.errno, "segment") from None
         seg = Segment(self.next_seq, path, len(MAGIC), synced=len(MAGIC))
         self.segments.append(seg)
         return seg
@@ -268,7 +268,7 @@ class Wal:
         later = [u for u in self._unsynced if u.fd == fd]
         self._unsynced = deque(u for u in self._unsynced if u.fd != fd)
         seg = batch[0].item[1]
-        err = SpoolWriteError(f"cannot sync {seg.path}: {e.strerror or e}", e.errno)
+        err = SpoolWriteError(f"cannot sync {seg.path}: {e.strerror or e}", e.errno, "fsync")
         for u in batch + later:
             self._done.add(u.item[0])  # never acknowledged, never handed out: nothing to deliver
             if not u.future.done():
@@ -301,11 +301,15 @@ class Wal:
         seq, seg, offset, length = item = self.pending.popleft()
         self.inflight[seq] = item
         start = offset - HEADER.size
-        fd = self.io.open(seg.path, os.O_RDONLY)
         try:
-            data = self.io.pread(fd, HEADER.size + length, start)
-        finally:
-            self.io.close(fd)
+            fd = self.io.open(seg.path, os.O_RDONLY)
+            try:
+                data = self.io.pread(fd, HEADER.size + length, start)
+            finally:
+                self.io.close(fd)
+        except OSError:
+            self.requeue(seq)  # not read, not judged: it stays for another try
+            raise
         problem = check_record(data, seq, length)
         if problem is not None:
             raise CorruptRecord(seq, seg.path.name, start, problem)
@@ -340,7 +344,7 @@ class Wal:
         removed = False
         while len(self.segments) > 1 and self.segments[0].last <= self.cursor:  # never the active one
             seg = self.segments.pop(0)
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # a file left behind holds only delivered records
                 seg.path.unlink()
             removed = True
         if removed:
