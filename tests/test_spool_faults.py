@@ -17,8 +17,8 @@ import grpc
 import orjson
 import pytest
 
-from bridge import sample
-from bridge.emulators.http_sink import HttpSink
+from bridge.dev import sample
+from bridge.dev.emulators.http_sink import HttpSink
 from bridge.spool.deadletter import DeadLetter
 from bridge.spool.fileio import FileIO
 from bridge.spool.wal import HEADER, MAGIC, CorruptRecord, SpoolWriteError, Wal
@@ -214,8 +214,8 @@ async def test_a_damaged_record_is_listed_in_the_dead_letter_file_counted_and_th
 
 # -- the dead-letter file and the cursor -----------------------------------------------------------
 def test_a_dead_letter_line_is_whole_or_absent(tmp_path):
-    from bridge.outcome import Outcome
-    from bridge.rows import Rows
+    from bridge.model.outcome import Outcome
+    from bridge.model.rows import Rows
 
     path = tmp_path / "dead-letter.ndjson"
     io = FaultyIO()
@@ -375,3 +375,28 @@ async def test_a_disk_filling_under_load_loses_no_acknowledged_row(small_disk, b
         assert ack.accepted == 5 and route.spool.problem is None
     finally:
         await sink.stop()
+
+
+async def test_a_bridge_restarted_on_a_full_disk_delivers_its_spool_and_takes_rows_again(
+        small_disk, bridge_factory, channel_factory, sink):
+    from bridge.model.rows import Rows
+    from bridge.spool import records
+
+    wal = await opened(small_disk / "r", segment_bytes=1 << 20)
+    ids = []
+    with pytest.raises(SpoolWriteError) as e:
+        for n in range(10_000):  # bounded: the disk is full long before
+            batch = range(n * 20, n * 20 + 20)
+            await wal.append(records.dump(Rows(None, [b'{"id":%d,"pad":"%s"}' % (i, b"y" * 300) for i in batch],
+                                               None)))
+            ids += batch
+    assert e.value.full
+    await wal.close()
+    b = await bridge_factory({"r": spooled(sink.url + "/in", small_disk, segment_bytes="1MiB")})
+    route = b.routes["r"]
+    assert route.spool.problem.startswith("SPOOL_FULL"), "it opened to deliver, and says the disk is full"
+    await wait_for(lambda: route.spool.wal.undelivered == 0, 60)
+    assert sorted(r["id"] for r in sink.rows) == ids
+    await wait_for(lambda: not route.full)
+    ack = await channel_factory(b).IngestBatch(sample.json_request("r", 0, range(-5, 0)))
+    assert ack.accepted == 5

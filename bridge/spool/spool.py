@@ -34,7 +34,7 @@ from bridge.model.tickets import Ticket
 from bridge.spool import records
 from bridge.spool.deadletter import DeadLetter
 from bridge.spool.fileio import FileIO
-from bridge.spool.wal import CorruptRecord, Recovery, SpoolWriteError, Wal
+from bridge.spool.wal import MIN_FREE, CorruptRecord, Recovery, SpoolWriteError, Wal
 from bridge.transcode.values import b64
 
 if TYPE_CHECKING:
@@ -82,6 +82,10 @@ class Spool:
             report = self.wal.open()
         except SpoolError as e:
             raise SpoolError(f"route {self.route!r}: {e}") from None
+        if report.disk_full:
+            log.error("route=%s spool: %s; delivering the %d record(s) spooled first", self.route, report.disk_full,
+                      report.records)
+            self._refuse(f"SPOOL_FULL: {report.disk_full}", True, 0)
         for line in report.truncated:
             log.warning("route=%s spool: %s", self.route, line)
         if report.records:
@@ -102,6 +106,13 @@ class Spool:
             return True
         self.problem = None  # room again (or time to try again): the next request finds out
         return False
+
+    def _refuse(self, problem: str, full: bool, need: int) -> None:
+        """Report the route NOT_SERVING for a while, and on a full disk until ``need`` bytes are free."""
+        self.problem = problem
+        self._problem_full = full
+        self._problem_until = time.monotonic() + HOLD
+        self._need = need + MIN_FREE
 
     def _free_bytes(self) -> int:
         try:
@@ -132,10 +143,7 @@ class Spool:
             reason = "SPOOL_FULL" if e.full else "SPOOL_ERROR"
             if e.op != "fsync":  # fsync failures are counted once each, by the log
                 self._io_error(e.op, e)
-            self.problem = f"{reason}: {e}"
-            self._problem_full = e.full
-            self._problem_until = time.monotonic() + HOLD
-            self._need = len(payload) + (64 << 10)
+            self._refuse(f"{reason}: {e}", e.full, len(payload))
             raise BatchRejected("UNAVAILABLE", reason,
                                 f"route {self.route!r}: the spool cannot keep the rows ({e}); none of them was "
                                 "accepted; retry shortly", {"spool_bytes": str(self.wal.disk_bytes)},

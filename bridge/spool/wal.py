@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -108,16 +109,6 @@ class Wal:
             raise
 
     def _open_locked(self) -> Recovery:
-        # Prove the directory takes a write and an fsync now, not at the first caller's request.
-        fd = self._lock_fd
-        assert fd is not None
-        self.io.ftruncate(fd, 0)
-        write_all(self.io, fd, b"%d\n" % os.getpid())
-        self.io.fsync(fd)
-        st = os.statvfs(self.dir)
-        free = st.f_bavail * st.f_frsize
-        if free < MIN_FREE:
-            raise SpoolError(f"the disk holding spool directory {self.dir} is full ({free} bytes free)")
         self.cursor = self._read_cursor()
         report = Recovery()
         for path in sorted(self.dir.glob("seg-*.wal")):
@@ -137,8 +128,32 @@ class Wal:
         self._drop_delivered_segments()
         report.records = len(self.pending)
         report.segments = len(self.segments)
-        self._open_active()
+        # A full disk with records to deliver opens (delivering them frees it); an empty spool on a full disk
+        # could never take a row, and any other write failure is a broken directory: both are errors.
+        try:
+            self._probe()
+            self._open_active()
+        except SpoolWriteError as e:
+            if not (e.full and self.pending):
+                raise SpoolError(f"spool directory {self.dir}: {e}") from None
+            report.disk_full = str(e)
+            self._rotate = True  # the first append that finds room starts a segment
         return report
+
+    def _probe(self) -> None:
+        """Prove the directory takes a write and an fsync now, not at the first caller's request."""
+        fd = self._lock_fd
+        assert fd is not None
+        try:
+            self.io.ftruncate(fd, 0)
+            write_all(self.io, fd, b"%d\n" % os.getpid())
+            self.io.fsync(fd)
+        except OSError as e:
+            raise SpoolWriteError(f"cannot write {self.dir / 'lock'}: {e.strerror or e}", e.errno) from None
+        st = os.statvfs(self.dir)
+        free = st.f_bavail * st.f_frsize
+        if free < MIN_FREE:
+            raise SpoolWriteError(f"the disk holding it is full ({free} bytes free)", errno.ENOSPC)
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -183,27 +198,29 @@ class Wal:
 
     def _rotate_now(self) -> Segment:
         """A fresh active segment; the old file is closed once nothing waits for its fsync."""
-        old = self.segments[-1]
+        old = self.segments[-1] if self.segments else None
         seg = self._new_segment()  # SpoolWriteError: the old segment stays active
-        if old.last == 0 and old.path == seg.path:  # it held nothing: the new one took its name
+        if old is not None and old.last == 0 and old.path == seg.path:  # it held nothing: the new one took its name
             self.segments.remove(old)
-        assert self._fd is not None
-        self._retired.append(self._fd)
+        if self._fd is not None:
+            self._retired.append(self._fd)
         self._fd = self.io.open(seg.path, os.O_WRONLY | os.O_APPEND)
         self._rotate = False
         return seg
 
     async def append(self, payload: bytes) -> int:
         """Write one record; returns its seq once it is on disk (fsynced). SpoolWriteError if it is not."""
-        if self.closed or self._fd is None:
+        if self.closed or self._lock_fd is None:
             raise SpoolError("the spool is closed")
         if len(payload) >= MAX_RECORD:
             raise SpoolError(f"a record of {len(payload)} bytes is too large for the spool")
+        if self._rotate or self._fd is None or (self.segments[-1].size >= self.segment_bytes
+                                                  and self.segments[-1].last):
+            self._rotate_now()
         seg = self.segments[-1]
-        if self._rotate or (seg.size >= self.segment_bytes and seg.last):
-            seg = self._rotate_now()
         seq = self.next_seq
         fd = self._fd
+        assert fd is not None
         try:
             write_all(self.io, fd, HEADER.pack(len(payload), crc(seq, payload), seq) + payload)
         except OSError as e:
