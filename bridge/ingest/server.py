@@ -187,7 +187,8 @@ class Bridge:
             "routes": {
                 name: {"full": r.full, "buffered_bytes": r.budget.used, "last_failure": r.last_failure,
                        **({"spool_bytes": r.spool.disk_bytes, "spool_records": r.spool.wal.undelivered,
-                           "dead_letter_rows": r.spool.dead.rows} if r.spool is not None else {})}
+                           "dead_letter_rows": r.spool.dead.rows, "spool_error": r.spool.problem}
+                          if r.spool is not None else {})}
                 for name, r in sorted(self.routes.items())
             },
         }

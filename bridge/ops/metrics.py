@@ -34,6 +34,9 @@ class Metrics:
                                     registry=r)
         self.buffered_limit = Gauge(p + "buffered_bytes_limit", "The cap on buffered bytes", ["route"], registry=r)
         self.spool_bytes = Gauge(p + "spool_bytes", "Bytes of the route's spool on disk", ["route"], registry=r)
+        self.spool_errors = Counter(p + "spool_errors", "Spool write, fsync, read, dead-letter and cursor failures, "
+                                    "and records found damaged, by operation and error", ["route", "op", "error"],
+                                    registry=r)
         self.dead_letter_rows = Gauge(p + "dead_letter_rows", "Rows moved to the dead-letter file since start",
                                       ["route"], registry=r)
 

@@ -88,7 +88,7 @@ class RoutePipeline:
         self.last_failure: str | None = None
         self.spool: Spool | None = None
         if cfg.spool is not None:
-            self.spool = Spool(cfg.name, cfg.spool)
+            self.spool = Spool(cfg.name, cfg.spool, metrics)
             if metrics is not None:
                 spool = self.spool
                 metrics.spool_bytes.labels(self.name).set_function(lambda: spool.disk_bytes)

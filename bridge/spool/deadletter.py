@@ -1,29 +1,41 @@
-"""Rows the target refused for good, set aside with why: one JSON line per refused record."""
+"""Rows the target refused for good, set aside with why: one JSON line per refused record.
+
+A line is written whole or not at all: a write or fsync that fails (a full
+disk) is cut back off the file and raised, so the record stays in the log;
+a half line left by a kill mid-write is cut before the next line is added.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from bridge.model.outcome import Outcome
 from bridge.model.rows import Rows
+from bridge.spool.fileio import FileIO, write_all
 from bridge.spool.records import as_objects
+
+_SCAN = 64 << 10
 
 
 class DeadLetter:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, io: FileIO | None = None) -> None:
         self.path = path
+        self.io = io or FileIO()
         self.rows = 0
+        self.records_lost = 0  # records found damaged in the log: never delivered, listed here
 
     def write(self, route: str, seq: int, rows: Rows, outcome: Outcome | None,
               reasons: list[str] | None = None) -> None:
         """Rows of record ``seq`` with the batch's status (``outcome``) or each row's own reason."""
         objects = as_objects(rows)
-        entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        self._append({
+            "time": _now(),
             "route": route,
             "spool_seq": seq,
             "status": None if outcome is None else {
@@ -31,12 +43,55 @@ class DeadLetter:
                 "upstream_code": outcome.upstream_code, "message": outcome.message,
             },
             "rows": [{"row": obj, **({"error": reasons[i]} if reasons else {})} for i, obj in enumerate(objects)],
-        }
-        line = orjson.dumps(entry) + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)  # rare, and the record leaves the log right after: it must be here first
-        finally:
-            os.close(fd)
+        })
         self.rows += len(rows)
+
+    def write_lost(self, route: str, seq: int, segment: str, offset: int, problem: str) -> None:
+        """Record ``seq`` was damaged on disk: its rows cannot be read, so the line says where and what."""
+        self._append({
+            "time": _now(), "route": route, "spool_seq": seq,
+            "status": {"code": "DATA_LOSS", "reason": "SPOOL_CORRUPT_RECORD", "http_status": None,
+                       "upstream_code": None,
+                       "message": f"spool record {seq} in {segment} at offset {offset}: {problem}; not delivered"},
+            "segment": segment, "offset": offset, "rows": [],
+        })
+        self.records_lost += 1
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        line = orjson.dumps(entry) + b"\n"
+        io = self.io
+        fd = io.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            size = _whole_lines(io, fd)
+            try:
+                write_all(io, fd, line)
+                io.fsync(fd)  # rare, and the record leaves the log right after: it must be here first
+            except OSError:
+                with contextlib.suppress(OSError):  # if this fails too, the next write cuts the half line
+                    io.ftruncate(fd, size)
+                raise
+        finally:
+            io.close(fd)
+
+
+def _whole_lines(io: FileIO, fd: int) -> int:
+    """The file's length up to its last newline; a half line after it (a kill mid-write) is cut off."""
+    size = io.fstat_size(fd)
+    if size == 0 or io.pread(fd, 1, size - 1) == b"\n":
+        return size
+    end = size
+    while end > 0:
+        start = max(0, end - _SCAN)
+        chunk = io.pread(fd, end - start, start)
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            end = start + nl + 1
+            break
+        end = start
+    if end != size:
+        io.ftruncate(fd, end)
+    return end
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

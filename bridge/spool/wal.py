@@ -1,16 +1,19 @@
 """The write-ahead log under a spooled route: segment files of checksummed records, fsynced before any ack.
 
-A segment ``seg-<first seq>.wal`` starts with an 8-byte magic; each record is
-``length (u32) | crc32 of seq+payload (u32) | seq (u64) | payload``. Records
-are numbered from 1 without gaps. ``cursor`` holds the highest seq below
-which every record was delivered, so a restart resends little; it is a hint,
-written by rename: losing it costs duplicates, never rows.
+Segments hold checksummed, numbered records (format in ``segment.py``). Records
+are numbered from 1; numbers left out by a failed fsync are skipped. ``cursor``
+holds the highest seq below which every record was delivered, so a restart
+resends little; it is a hint, written by rename: losing it costs duplicates,
+never rows.
 
 At start every segment is read through: a torn or corrupt record (a kill or
 a power cut mid-write) ends its segment, which is truncated there and
 reported; nothing after it in that segment is trusted. Appends share fsyncs
 (group commit): an append returns once an fsync that began after its write
-has finished.
+has succeeded, and only then is its record handed out for delivery. A write
+that does not complete is cut off the segment before anything else is
+appended; an fsync that fails fails every append waiting on that file and the
+log moves on to a fresh segment (see ARCHITECTURE.md, "The spool").
 """
 
 from __future__ import annotations
@@ -18,42 +21,35 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import errno
 import fcntl
 import os
-import struct
 import time
-import zlib
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 from bridge.model.errors import SpoolError
+from bridge.spool.fileio import FileIO, write_all
+from bridge.spool.segment import (
+    HEADER,
+    MAGIC,
+    CorruptRecord,
+    Item,
+    Recovery,
+    Segment,
+    SpoolWriteError,
+    Unsynced,
+    check_record,
+    crc,
+    recover_segment,
+)
 
-MAGIC = b"IBWAL01\n"
-HEADER = struct.Struct("<IIQ")
 MAX_RECORD = 1 << 31
 CURSOR_EVERY = 0.1  # seconds between cursor writes while records are being delivered
+MIN_FREE = 64 << 10  # at start, a disk with less free than this is full
 
-
-@dataclass(slots=True)
-class Segment:
-    first: int  # seq of its first record
-    path: Path
-    size: int
-    last: int = 0  # seq of its last record (0: none yet)
-
-
-@dataclass
-class Recovery:
-    """What opening the log found."""
-
-    records: int = 0  # records still to deliver
-    segments: int = 0
-    truncated: list[str] = field(default_factory=list)  # one line per torn or corrupt place
-
-
-def _crc(seq: int, payload: bytes) -> int:
-    return zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little")))
+__all__ = ["HEADER", "MAGIC", "CorruptRecord", "Recovery", "SpoolWriteError", "Wal"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -65,22 +61,26 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Wal:
-    def __init__(self, directory: str | Path, segment_bytes: int = 16 << 20, fsync_interval: float = 0.0) -> None:
+    def __init__(self, directory: str | Path, segment_bytes: int = 16 << 20, fsync_interval: float = 0.0,
+                 io: FileIO | None = None) -> None:
         self.dir = Path(directory)
         self.segment_bytes = segment_bytes
         self.fsync_interval = fsync_interval
+        self.io = io or FileIO()
+        # Called with (operation, OSError) when a cursor write fails: the owner logs and counts it.
+        self.on_error: Callable[[str, OSError], None] = lambda op, e: None
         self.segments: list[Segment] = []
-        self.pending: deque[tuple[int, Segment, int, int]] = deque()  # (seq, segment, offset, length) to hand out
-        self.inflight: dict[int, tuple[int, Segment, int, int]] = {}  # handed out, not yet done
+        self.pending: deque[Item] = deque()  # synced records to hand out
+        self.inflight: dict[int, Item] = {}  # handed out, not yet done
         self.next_seq = 1
-        self.cursor = 0  # every seq <= cursor is delivered
+        self.cursor = 0  # every seq <= cursor is delivered (or was never acknowledged)
         self._done: set[int] = set()
         self._fd: int | None = None
         self._lock_fd: int | None = None
-        self._written = 0  # appends written so far (a generation number for group commit)
-        self._synced = 0
-        self._sync_cond: asyncio.Condition | None = None
+        self._unsynced: deque[Unsynced] = deque()  # written, waiting for an fsync
+        self._wake = asyncio.Event()
         self._syncer: asyncio.Task | None = None
+        self._rotate = False  # the active segment cannot be trusted for more appends
         self._new_records = asyncio.Event()
         self._cursor_saved = 0
         self._cursor_time = 0.0
@@ -97,14 +97,24 @@ class Wal:
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            self._release_lock()
             raise SpoolError(f"spool directory {self.dir} is in use by another process") from None
+        try:
+            return self._open_locked()
+        except OSError as e:
+            self._release_lock()
+            raise SpoolError(f"cannot use spool directory {self.dir}: {e.strerror or e}") from None
+        except SpoolError:
+            self._release_lock()
+            raise
+
+    def _open_locked(self) -> Recovery:
         self.cursor = self._read_cursor()
         report = Recovery()
-        paths = sorted(self.dir.glob("seg-*.wal"))
-        for path in paths:
-            self._recover_segment(path, report)
+        for path in sorted(self.dir.glob("seg-*.wal")):
+            seg = recover_segment(path, self.cursor, report, self.pending.append)
+            if seg is not None:
+                self.segments.append(seg)
         self.segments.sort(key=lambda s: s.first)
         self.next_seq = max([s.last + 1 for s in self.segments if s.last] + [self.cursor + 1, 1])
         self.pending = deque(sorted(self.pending, key=lambda r: r[0]))
@@ -118,8 +128,37 @@ class Wal:
         self._drop_delivered_segments()
         report.records = len(self.pending)
         report.segments = len(self.segments)
-        self._open_active()
+        # A full disk with records to deliver opens (delivering them frees it); an empty spool on a full disk
+        # could never take a row, and any other write failure is a broken directory: both are errors.
+        try:
+            self._probe()
+            self._open_active()
+        except SpoolWriteError as e:
+            if not (e.full and self.pending):
+                raise SpoolError(f"spool directory {self.dir}: {e}") from None
+            report.disk_full = str(e)
+            self._rotate = True  # the first append that finds room starts a segment
         return report
+
+    def _probe(self) -> None:
+        """Prove the directory takes a write and an fsync now, not at the first caller's request."""
+        fd = self._lock_fd
+        assert fd is not None
+        try:
+            self.io.ftruncate(fd, 0)
+            write_all(self.io, fd, b"%d\n" % os.getpid())
+            self.io.fsync(fd)
+        except OSError as e:
+            raise SpoolWriteError(f"cannot write {self.dir / 'lock'}: {e.strerror or e}", e.errno) from None
+        st = os.statvfs(self.dir)
+        free = st.f_bavail * st.f_frsize
+        if free < MIN_FREE:
+            raise SpoolWriteError(f"the disk holding it is full ({free} bytes free)", errno.ENOSPC)
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _read_cursor(self) -> int:
         try:
@@ -128,64 +167,27 @@ class Wal:
         except OSError:
             return 0
 
-    def _recover_segment(self, path: Path, report: Recovery) -> None:
-        data = path.read_bytes()
-        try:
-            first = int(path.stem.split("-", 1)[1])
-        except ValueError:
-            report.truncated.append(f"{path.name}: not a segment name; left alone")
-            return
-        if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
-            # Created but not yet written when the process died (or not ours): nothing in it was acknowledged.
-            report.truncated.append(f"{path.name}: no segment header ({len(data)} bytes); removed")
-            path.unlink()
-            return
-        seg = Segment(first, path, len(data))
-        pos, expect = len(MAGIC), first
-        while pos < len(data):
-            problem = None
-            if len(data) - pos < HEADER.size:
-                problem = "torn record header"
-            else:
-                length, crc, seq = HEADER.unpack_from(data, pos)
-                end = pos + HEADER.size + length
-                if end > len(data):
-                    problem = "torn record"
-                elif seq != expect:
-                    problem = f"record numbered {seq} where {expect} was due"
-                elif _crc(seq, data[pos + HEADER.size:end]) != crc:
-                    problem = "checksum mismatch"
-            if problem is not None:
-                report.truncated.append(f"{path.name}: {problem} at offset {pos}; "
-                                        f"{len(data) - pos} bytes dropped")
-                with open(path, "r+b") as f:
-                    f.truncate(pos)
-                    os.fsync(f.fileno())
-                seg.size = pos
-                break
-            if seq > self.cursor:
-                self.pending.append((seq, seg, pos + HEADER.size, length))
-            seg.last = seq
-            expect = seq + 1
-            pos = end
-        self.segments.append(seg)
-
     def _open_active(self) -> None:
         active = self.segments[-1] if self.segments else None
         if active is None or active.size >= self.segment_bytes:
             active = self._new_segment()
-        self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND)
+        self._fd = self.io.open(active.path, os.O_WRONLY | os.O_APPEND)
 
     def _new_segment(self) -> Segment:
         path = self.dir / f"seg-{self.next_seq:020d}.wal"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, MAGIC)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fsync_dir(self.dir)
-        seg = Segment(self.next_seq, path, len(MAGIC))
+            fd = self.io.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                write_all(self.io, fd, MAGIC)
+                self.io.fsync(fd)
+            finally:
+                self.io.close(fd)
+            _fsync_dir(self.dir)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                path.unlink()  # a segment without its header holds nothing
+            raise SpoolWriteError(f"cannot start segment {path}: {e.strerror or e}", e.errno, "segment") from None
+        seg = Segment(self.next_seq, path, len(MAGIC), synced=len(MAGIC))
         self.segments.append(seg)
         return seg
 
@@ -194,82 +196,141 @@ class Wal:
     def disk_bytes(self) -> int:
         return sum(s.size for s in self.segments)
 
+    def _rotate_now(self) -> Segment:
+        """A fresh active segment; the old file is closed once nothing waits for its fsync."""
+        old = self.segments[-1] if self.segments else None
+        seg = self._new_segment()  # SpoolWriteError: the old segment stays active
+        if old is not None and old.last == 0 and old.path == seg.path:  # it held nothing: the new one took its name
+            self.segments.remove(old)
+        if self._fd is not None:
+            self._retired.append(self._fd)
+        self._fd = self.io.open(seg.path, os.O_WRONLY | os.O_APPEND)
+        self._rotate = False
+        return seg
+
     async def append(self, payload: bytes) -> int:
-        """Write one record; returns its seq once it is on disk (fsynced)."""
-        if self.closed or self._fd is None:
+        """Write one record; returns its seq once it is on disk (fsynced). SpoolWriteError if it is not."""
+        if self.closed or self._lock_fd is None:
             raise SpoolError("the spool is closed")
         if len(payload) >= MAX_RECORD:
             raise SpoolError(f"a record of {len(payload)} bytes is too large for the spool")
+        if self._rotate or self._fd is None or (self.segments[-1].size >= self.segment_bytes
+                                                  and self.segments[-1].last):
+            self._rotate_now()
         seg = self.segments[-1]
-        if seg.size >= self.segment_bytes and seg.last:
-            os.fsync(self._fd)
-            # Closed by the sync loop: an fsync of it may be running in a thread right now.
-            self._retired.append(self._fd)
-            seg = self._new_segment()
-            self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
         seq = self.next_seq
+        fd = self._fd
+        assert fd is not None
+        try:
+            write_all(self.io, fd, HEADER.pack(len(payload), crc(seq, payload), seq) + payload)
+        except OSError as e:
+            # Cut what was written of it before anything else is appended: the segment ends on a whole record.
+            try:
+                self.io.ftruncate(fd, seg.size)
+            except OSError:
+                self._rotate = True  # a torn tail stays (cut at the next start); append no more behind it
+            raise SpoolWriteError(f"cannot write to {seg.path}: {e.strerror or e}", e.errno) from None
         self.next_seq += 1
-        header = HEADER.pack(len(payload), _crc(seq, payload), seq)
-        os.write(self._fd, header + payload)  # one write: a record is never interleaved with another
         offset = seg.size + HEADER.size
         seg.size += HEADER.size + len(payload)
         seg.last = seq
-        self._written += 1
-        # Deliverable at once, in seq order; only the caller's ack waits for the fsync.
-        self.pending.append((seq, seg, offset, len(payload)))
-        self._new_records.set()
-        await self._wait_synced(self._written)
-        return seq
-
-    async def _wait_synced(self, generation: int) -> None:
-        cond = self._cond()
+        future = asyncio.get_running_loop().create_future()
+        self._unsynced.append(Unsynced(fd, (seq, seg, offset, len(payload)), future))
         if self._syncer is None or self._syncer.done():
             self._syncer = asyncio.create_task(self._sync_loop(), name=f"wal-sync-{self.dir.name}")
-        async with cond:
-            cond.notify_all()
-            await cond.wait_for(lambda: self._synced >= generation or self.closed)
-        if self._synced < generation:
-            raise SpoolError("the spool closed before the record was synced")
-
-    def _cond(self) -> asyncio.Condition:
-        if self._sync_cond is None:
-            self._sync_cond = asyncio.Condition()
-        return self._sync_cond
+        self._wake.set()
+        await future
+        return seq
 
     async def _sync_loop(self) -> None:
-        cond = self._cond()
-        while not self.closed:
-            async with cond:
-                await cond.wait_for(lambda: self._written > self._synced or self.closed)
-            if self.closed:
-                return
-            if self.fsync_interval:
+        while True:
+            if not self._unsynced:
+                if self.closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self.fsync_interval and not self.closed:
                 await asyncio.sleep(self.fsync_interval)  # gather more appends into this fsync
-            generation, fd = self._written, self._fd
-            if fd is not None:
-                await asyncio.to_thread(os.fsync, fd)
-            self._close_retired()
-            async with cond:
-                self._synced = generation
-                cond.notify_all()
+            await self._sync_once()
+
+    async def _sync_once(self) -> None:
+        batch = list(self._unsynced)
+        self._unsynced.clear()
+        fds = list(dict.fromkeys(u.fd for u in batch))
+        failed: dict[int, OSError] = {}
+        for fd in fds:
+            try:
+                await asyncio.to_thread(self.io.fsync, fd)
+            except OSError as e:
+                failed[fd] = e
+        for u in batch:
+            if u.fd in failed:
+                continue
+            seq, seg, offset, length = u.item
+            seg.synced, seg.synced_last = offset + length, seq
+            self.pending.append(u.item)  # deliverable only now: never a record that might not be on disk
+            if not u.future.done():
+                u.future.set_result(seq)
+        if len(failed) < len(fds):
+            self._new_records.set()
+        for fd, e in failed.items():
+            self._fsync_failed(fd, e, [u for u in batch if u.fd == fd])
+        self._close_retired()
+
+    def _fsync_failed(self, fd: int, e: OSError, batch: list[Unsynced]) -> None:
+        """After a failed fsync the file's unsynced pages may be lost whatever later fsyncs say: every record
+        written to it since the last good fsync fails, the file is cut back to that point, and appends go on
+        in a fresh segment."""
+        later = [u for u in self._unsynced if u.fd == fd]
+        self._unsynced = deque(u for u in self._unsynced if u.fd != fd)
+        seg = batch[0].item[1]
+        err = SpoolWriteError(f"cannot sync {seg.path}: {e.strerror or e}", e.errno, "fsync")
+        for u in batch + later:
+            self._done.add(u.item[0])  # never acknowledged, never handed out: nothing to deliver
+            if not u.future.done():
+                u.future.set_exception(err)
+        seg.size, seg.last = seg.synced, seg.synced_last
+        with contextlib.suppress(OSError):
+            self.io.ftruncate(fd, seg.synced)  # best effort: else a restart may deliver them (duplicates)
+        if fd == self._fd:
+            self._rotate = True
+        self._advance_cursor()
+        self.on_error("fsync", e)
 
     def _close_retired(self) -> None:
-        while self._retired:
+        busy = {u.fd for u in self._unsynced}
+        for fd in [fd for fd in self._retired if fd not in busy]:
+            self._retired.remove(fd)
             with contextlib.suppress(OSError):
-                os.close(self._retired.pop())
+                self.io.close(fd)
 
     # -- hand out and settle ------------------------------------------------------------------
     async def next_record(self) -> tuple[int, bytes]:
-        """The next record to deliver, in order (waits for one)."""
+        """The next record to deliver, in order (waits for one), checked against its length and checksum.
+
+        CorruptRecord if its bytes on disk are not what was written (the record is then in flight: the
+        caller settles it with ``done``); OSError if the file cannot be read (``requeue`` it).
+        """
         while not self.pending:
             self._new_records.clear()
             await self._new_records.wait()
         seq, seg, offset, length = item = self.pending.popleft()
         self.inflight[seq] = item
-        with open(seg.path, "rb") as f:
-            f.seek(offset)
-            payload = f.read(length)
-        return seq, payload
+        start = offset - HEADER.size
+        try:
+            fd = self.io.open(seg.path, os.O_RDONLY)
+            try:
+                data = self.io.pread(fd, HEADER.size + length, start)
+            finally:
+                self.io.close(fd)
+        except OSError:
+            self.requeue(seq)  # not read, not judged: it stays for another try
+            raise
+        problem = check_record(data, seq, length)
+        if problem is not None:
+            raise CorruptRecord(seq, seg.path.name, start, problem)
+        return seq, data[HEADER.size:]
 
     def done(self, seq: int) -> None:
         """Record ``seq`` needs no more delivery (the target took it, or it went to the dead-letter file)."""
@@ -300,40 +361,46 @@ class Wal:
         removed = False
         while len(self.segments) > 1 and self.segments[0].last <= self.cursor:  # never the active one
             seg = self.segments.pop(0)
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # a file left behind holds only delivered records
                 seg.path.unlink()
             removed = True
         if removed:
             self.save_cursor()
 
     def save_cursor(self) -> None:
+        """Write the cursor (a hint: if it cannot be written, a restart resends more, and nothing is lost)."""
         if self.cursor == self._cursor_saved or self._lock_fd is None:
             return
         tmp = self.dir / "cursor.tmp"
-        tmp.write_text(str(self.cursor))
-        os.replace(tmp, self.dir / "cursor")
+        self._cursor_time = time.monotonic()  # a failing disk is not tried again at every delivered record
+        try:
+            tmp.write_text(str(self.cursor))
+            os.replace(tmp, self.dir / "cursor")
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            self.on_error("cursor", e)
+            return
         self._cursor_saved = self.cursor
-        self._cursor_time = time.monotonic()
 
     async def close(self) -> None:
         if self.closed:
             return
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.fsync(self._fd)
-            self._synced = self._written
         self.closed = True
-        cond = self._cond()
-        async with cond:
-            cond.notify_all()
+        self._wake.set()
         if self._syncer is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._syncer
+                await self._syncer  # syncs what is written, then ends
+        elif self._unsynced:
+            await self._sync_once()
+        for u in self._unsynced:  # the sync task was cancelled: these were never synced
+            if not u.future.done():
+                u.future.set_exception(SpoolError("the spool closed before the record was synced"))
+        self._unsynced.clear()
         self._close_retired()
         if self._fd is not None:
-            os.close(self._fd)
+            with contextlib.suppress(OSError):
+                self.io.close(self._fd)
             self._fd = None
         self.save_cursor()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._release_lock()
