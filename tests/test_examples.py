@@ -17,10 +17,15 @@ def expected(prefix: str, n: int) -> list[dict]:
     return [{"id": i, "name": f"{prefix}-{i}", "score": i / 4, "even": i % 2 == 0} for i in range(n)]
 
 
-async def run(*cmd: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+async def run(*cmd: str, cwd: Path | None = None, timeout: float = 60) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(*cmd, cwd=cwd, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
     return proc.returncode, out.decode()
 
 
@@ -65,30 +70,20 @@ async def test_ruby_example(bridge, sink, tmp_path):
     assert sorted(sink.rows, key=lambda r: r["id"]) == expected("ruby", 500)
 
 
+@pytest.mark.timeout(900)  # a cold module and build cache: downloads and compiles grpc-go
 async def test_go_example(bridge, sink, tmp_path):
-    go, protoc, plugin = shutil.which("go"), shutil.which("protoc"), shutil.which("protoc-gen-go")
-    if not (go and protoc and plugin and Path("/usr/share/gocode/src/google.golang.org/grpc").exists()):
+    go, protoc = shutil.which("go"), shutil.which("protoc")
+    if not (go and protoc):
         if os.environ.get("CI"):
-            pytest.fail("Debian's Go gRPC packages are missing: scripts/test.sh installs them")
-        pytest.skip("golang-go and Debian's Go gRPC sources are not installed")
-    # GOPATH mode on Debian's sources: no module proxy, nothing downloaded.
-    gopath = tmp_path / "go"
-    stubs = gopath / "src" / "example.com"
-    client = stubs / "ingestclient"
-    client.mkdir(parents=True)
-    protos = EXAMPLES.parent / "protos"
-    rc, out = await run(protoc, f"-I{protos}", f"--go_out=plugins=grpc,paths=source_relative:{stubs}",
-                        "ingestbridge/v1/ingest.proto")
+            pytest.fail("go or protoc is missing: scripts/test.sh installs protoc (Go comes with the machine)")
+        pytest.skip("go or protoc is not installed")
+    # A Go module: its dependencies from the module cache (scripts/test.sh fills it), the build cache reused.
+    module = EXAMPLES / "go"
+    rc, out = await run(go, "generate", cwd=module, timeout=600)
     assert rc == 0, out
-    (client / "main.go").write_text((EXAMPLES / "go" / "client" / "main.go").read_text())
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": f"{gopath}:/usr/share/gocode", "GOPROXY": "off",
-           "GOFLAGS": "", "GOCACHE": str(tmp_path / "cache")}
-    proc = await asyncio.create_subprocess_exec(go, "build", "-o", str(tmp_path / "ingest-client"),
-                                                "example.com/ingestclient", cwd=gopath, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out_b, _ = await asyncio.wait_for(proc.communicate(), 240)
-    assert proc.returncode == 0, out_b.decode()
+    rc, out = await run(go, "build", "-o", str(tmp_path / "ingest-client"), "./client", cwd=module, timeout=600)
+    assert rc == 0, out
     rc, out = await run(str(tmp_path / "ingest-client"), f"127.0.0.1:{bridge.port}", "r", "500")
     assert rc == 0, out
-    assert "done: 500 rows accepted" in out
+    assert "ack sequence=1 accepted=250" in out and "done: 500 rows accepted" in out
     assert sorted(sink.rows, key=lambda r: r["id"]) == expected("go", 500)
