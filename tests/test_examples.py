@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from bridge.config import parse_config
+from bridge.emulators.faulty import FaultyTarget
+from bridge.server import Bridge
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -87,3 +95,78 @@ async def test_go_example(bridge, sink, tmp_path):
     assert rc == 0, out
     assert "ack sequence=1 accepted=250" in out and "done: 500 rows accepted" in out
     assert sorted(sink.rows, key=lambda r: r["id"]) == expected("go", 500)
+
+
+@pytest.fixture(scope="module")
+def java_example() -> list[str]:
+    """Builds examples/java with Maven (incremental: protoc and javac run only on a change); its command line."""
+    java, mvn = shutil.which("java"), shutil.which("mvn")
+    if not (java and mvn):
+        if os.environ.get("CI"):
+            pytest.fail("java or mvn is missing: scripts/test.sh installs them")
+        pytest.skip("a JDK and Maven are not installed")
+    cmd = [mvn, "-B", "-q", "-f", str(EXAMPLES / "java" / "pom.xml"), "package"]
+    # Maven Central serves no protoc-gen-grpc-java executable here: an installed one (Debian's) is used if present.
+    plugin = shutil.which("grpc_java_plugin")
+    if plugin:
+        cmd.append(f"-Dgrpc.java.plugin={plugin}")
+    built = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=840)
+    assert built.returncode == 0, built.stdout
+    return [java, "-jar", str(EXAMPLES / "java" / "target" / "ingest-example.jar")]
+
+
+@pytest.mark.timeout(900)  # the first build on a cold Maven repository downloads grpc-java
+async def test_java_example(java_example, bridge, sink):
+    rc, out = await run(*java_example, f"127.0.0.1:{bridge.port}", "r", "500")
+    assert rc == 0, out
+    assert "ack sequence=0 accepted=250 rejected=0 code=0" in out
+    assert "ack sequence=1 accepted=250 rejected=0 code=0" in out
+    assert "done: 500 rows accepted, 0 batches resent" in out
+    assert sorted(sink.rows, key=lambda r: r["id"]) == expected("java", 500)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(900)
+async def test_java_example_resends_what_was_not_acknowledged_after_unavailable(java_example):
+    target = FaultyTarget()
+    await target.start()
+    # The target answers its first request 503; the bridge makes one attempt, so that ack says UNAVAILABLE.
+    target.script({"status": 503})
+    port = free_port()
+    config = parse_config(yaml.safe_dump({"listen": f"127.0.0.1:{port}", "http": None, "routes": {"r": {
+        "dialect": "http", "url": target.url + "/in", "batch": {"linger": "0s"},
+        "delivery": {"max_attempts": 1}}}}), env={})
+    bridge = Bridge(config, http=False)
+    # The client starts before the bridge listens: its stream fails with UNAVAILABLE (connection refused).
+    proc = await asyncio.create_subprocess_exec(*java_example, f"127.0.0.1:{port}", "r", "500",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    lines: list[str] = []
+    try:
+        while not any(line.startswith("stream failed: UNAVAILABLE") for line in lines):
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert line, "".join(lines)
+            lines.append(line.decode())
+        await bridge.start()
+        rest = await asyncio.wait_for(proc.stdout.read(), 60)
+        rc = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await bridge.stop(grace=1.0)
+        await target.stop()
+    out = "".join(lines) + rest.decode()
+    assert rc == 0, out
+    failed = {int(m) for m in re.findall(r"ack sequence=(\d) accepted=0 rejected=\d+ code=14", out)}
+    assert failed, out  # at least one batch came back UNAVAILABLE from the target ...
+    for seq in failed:  # ... and was sent again until the target took it
+        assert re.search(rf"ack sequence={seq} accepted=250 rejected=0 code=0", out), out
+    assert re.search(r"done: 500 rows accepted, [1-9]\d* batches resent", out), out
+    # Every row once: the refused request kept nothing, the resends filled the gap.
+    assert sorted(target.rows, key=lambda r: r["id"]) == expected("java", 500)
+    assert not target.requests[0].rows and target.steps == []  # the 503 was answered, its rows not kept
