@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from bridge.config import parse_config
-from bridge.emulators.faulty import FaultyTarget
-from bridge.server import Bridge
+from bridge.dev.emulators.faulty import FaultyTarget
+from bridge.ingest.server import Bridge
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
