@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # The one command that passes the tests on a fresh machine: installs what they
-# need (ClickHouse from Debian's packages when run as root, the Python test
-# dependencies), then runs pytest. Extra arguments go to pytest.
+# need (ClickHouse and the examples' toolchains from Debian's packages when run
+# as root, the examples' dependencies, the Python test dependencies), then runs
+# pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: ClickHouse (a real database for the tests), Ruby's and Go's gRPC (the examples).
+# Debian packages: ClickHouse (a real database for the tests), Ruby's gRPC, protoc (the Go example's stubs),
+# Maven, a JDK and protoc-gen-grpc-java (the Java example's service stubs: Maven Central serves no executable
+# of it here). Go itself (>= 1.26, for the Go example's module) comes with the machine.
 need=""
 command -v clickhouse-server >/dev/null 2>&1 || need="$need clickhouse-server clickhouse-client"
 command -v grpc_tools_ruby_protoc >/dev/null 2>&1 || need="$need ruby-grpc ruby-grpc-tools"
-{ command -v go && command -v protoc-gen-go && [ -d /usr/share/gocode/src/google.golang.org/genproto ]; } \
-  >/dev/null 2>&1 || need="$need golang-go protobuf-compiler golang-google-grpc-dev golang-goprotobuf-dev \
-  golang-google-protobuf-dev golang-google-genproto-dev protoc-gen-go-1-3"
+command -v protoc >/dev/null 2>&1 || need="$need protobuf-compiler"
+command -v mvn >/dev/null 2>&1 || need="$need maven"
+command -v javac >/dev/null 2>&1 || need="$need default-jdk-headless"
+command -v grpc_java_plugin >/dev/null 2>&1 || need="$need protobuf-compiler-grpc-java-plugin"
 if [ -n "$need" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing from Debian's packages:$need" >&2
@@ -28,6 +32,17 @@ if command -v npm >/dev/null 2>&1; then
   npm ci --prefix tools/buf --no-audit --no-fund --silent  # buf: lint and breaking checks of protos/
 else
   echo "note: npm is missing: the Node example's and buf's tests will be skipped" >&2
+fi
+
+# The examples' dependencies, into the caches their tools keep (~/.m2, the Go module cache): the tests' builds
+# then download nothing and, on a machine that built before, recompile nothing.
+if command -v mvn >/dev/null 2>&1 && command -v grpc_java_plugin >/dev/null 2>&1; then
+  mvn -B -q -f examples/java/pom.xml package -Dgrpc.java.plugin="$(command -v grpc_java_plugin)"
+fi
+if command -v go >/dev/null 2>&1; then
+  (cd examples/go && go mod download)
+else
+  echo "note: go is missing: the Go example cannot be built" >&2
 fi
 
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1

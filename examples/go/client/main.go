@@ -1,10 +1,9 @@
 // Streams typed rows and a columnar batch to ingest-bridge and prints the acks.
 //
-// Built offline on Debian (golang-go golang-google-grpc-dev golang-goprotobuf-dev golang-google-protobuf-dev
-// golang-google-genproto-dev) in GOPATH mode, with stubs generated into $GOPATH/src/example.com:
+// A Go module: google.golang.org/grpc and google.golang.org/protobuf come from the module proxy at the versions
+// go.sum pins; `go generate` writes the stubs from protos/ into v1/ (protoc must be installed). From examples/go:
 //
-//	protoc -Iprotos --go_out=plugins=grpc,paths=source_relative:$GOPATH/src/example.com ingestbridge/v1/ingest.proto
-//	GO111MODULE=off GOPATH=$GOPATH:/usr/share/gocode go build -o ingest-client ./examples/go/client
+//	go generate && go build -o ingest-client ./client
 //
 // Usage: ingest-client HOST:PORT ROUTE [ROWS]
 package main
@@ -19,6 +18,7 @@ import (
 
 	pb "example.com/ingestbridge/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 func main() {
@@ -31,9 +31,9 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := grpc.DialContext(ctx, target, grpc.WithInsecure(), grpc.WithBlock())
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "dial:", err)
+		fmt.Fprintln(os.Stderr, "client:", err)
 		os.Exit(2)
 	}
 	defer conn.Close()
