@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bridge.model.errors import SpoolError
-from bridge.spool.fileio import FileIO, write_all
+from bridge.spool.fileio import FileIO, fsync_dir, read_number, replace_text, write_all
 from bridge.spool.segment import (
     HEADER,
     MAGIC,
@@ -50,14 +50,6 @@ CURSOR_EVERY = 0.1  # seconds between cursor writes while records are being deli
 MIN_FREE = 64 << 10  # at start, a disk with less free than this is full
 
 __all__ = ["HEADER", "MAGIC", "CorruptRecord", "Recovery", "SpoolWriteError", "Wal"]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Wal:
@@ -161,11 +153,7 @@ class Wal:
             self._lock_fd = None
 
     def _read_cursor(self) -> int:
-        try:
-            text = (self.dir / "cursor").read_text().strip()
-            return int(text) if text.isdigit() else 0
-        except OSError:
-            return 0
+        return read_number(self.dir / "cursor")
 
     def _open_active(self) -> None:
         active = self.segments[-1] if self.segments else None
@@ -182,7 +170,7 @@ class Wal:
                 self.io.fsync(fd)
             finally:
                 self.io.close(fd)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except OSError as e:
             with contextlib.suppress(OSError):
                 path.unlink()  # a segment without its header holds nothing
@@ -371,14 +359,10 @@ class Wal:
         """Write the cursor (a hint: if it cannot be written, a restart resends more, and nothing is lost)."""
         if self.cursor == self._cursor_saved or self._lock_fd is None:
             return
-        tmp = self.dir / "cursor.tmp"
         self._cursor_time = time.monotonic()  # a failing disk is not tried again at every delivered record
         try:
-            tmp.write_text(str(self.cursor))
-            os.replace(tmp, self.dir / "cursor")
+            replace_text(self.dir / "cursor", str(self.cursor))
         except OSError as e:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             self.on_error("cursor", e)
             return
         self._cursor_saved = self.cursor
