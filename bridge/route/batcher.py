@@ -27,8 +27,8 @@ class Batcher:
         self.ordered = ordered
         self._release = release  # gives a part's bytes back to the route's budget
         self._queue: deque[Part] = deque()
-        self._rows: dict[object, int] = {}  # waiting rows per shape
-        self._bytes: dict[object, int] = {}  # their estimated encoded bytes
+        # Per shape: the waiting rows and their estimated encoded bytes, in one entry so they cannot drift apart.
+        self._waiting: dict[object, list[int]] = {}
         self._cond: asyncio.Condition | None = None
         self.closing = False
 
@@ -58,10 +58,11 @@ class Batcher:
 
     def _count(self, p: Part, sign: int) -> None:
         shape = p.rows.shape
-        self._rows[shape] = self._rows.get(shape, 0) + sign * len(p.rows)
-        self._bytes[shape] = self._bytes.get(shape, 0) + sign * p.body_bytes
-        if not self._rows[shape]:
-            del self._rows[shape], self._bytes[shape]
+        w = self._waiting.setdefault(shape, [0, 0])
+        w[0] += sign * len(p.rows)
+        w[1] += sign * p.body_bytes
+        if not w[0]:
+            del self._waiting[shape]
 
     def forget(self, ticket: Ticket) -> None:
         """Drop a ticket's parts that still wait for a batch (nobody waits for them any more)."""
@@ -85,8 +86,7 @@ class Batcher:
         """Every part still waiting (the route is closing)."""
         parts = list(self._queue)
         self._queue.clear()
-        self._rows.clear()
-        self._bytes.clear()
+        self._waiting.clear()
         return parts
 
     # -- taking a batch ----------------------------------------------------------------------------
@@ -116,8 +116,8 @@ class Batcher:
             if blocked or rows >= self.max_rows or size >= self.max_bytes:
                 return head.rows.shape, None
         else:
-            for shape, rows in self._rows.items():
-                if rows >= self.max_rows or self._bytes[shape] >= self.max_bytes:
+            for shape, (rows, size) in self._waiting.items():
+                if rows >= self.max_rows or size >= self.max_bytes:
                     return shape, None
         return _NONE, head.since + self.linger - now
 
