@@ -1,4 +1,12 @@
-"""What every emulator shares: a loopback aiohttp server that records requests."""
+"""What every emulator shares: a loopback aiohttp server that records requests, and scripted answers.
+
+Scripted answers apply to the ingest requests (every POST but the ``/_`` control paths), in order:
+
+* ``fail_next(status, body, headers, times)``: the next requests are answered so and the target never looks at
+  them (no rows kept). Emulators whose target checks credentials first override it to answer after that check.
+* ``lose_answer_next(status, body, headers, times)``: the next requests are handled as the target would (rows
+  kept), then answered so instead: the answer lost after the write, which only a batch id can make safe.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +32,21 @@ class Captured:
     rows: list[Any] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A scripted answer: its status, body (bytes as is, anything else as JSON) and headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self) -> web.Response:
+        if isinstance(self.body, bytes):
+            return web.Response(body=self.body, status=self.status, headers=self.headers)
+        body = {"message": f"scripted {self.status}"} if self.body is None else self.body
+        return web.json_response(body, status=self.status, headers=self.headers)
+
+
 def decompress(body: bytes, encoding: str) -> bytes:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
@@ -46,6 +69,35 @@ class Emulator:
         self.bytes_in = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._answers: list[Answer] = []
+        self._lost: list[Answer] = []
+
+    def fail_next(self, status: int, body: Any = None, headers: dict | None = None, times: int = 1) -> None:
+        """Answer the next ``times`` ingest requests with this status and body (bytes as is, else JSON)."""
+        self._answers += [Answer(status, body, headers or {})] * times
+
+    def lose_answer_next(self, status: int, body: Any = None, headers: dict | None = None, times: int = 1) -> None:
+        """Take the next ``times`` ingest requests as usual, then answer them with this instead."""
+        self._lost += [Answer(status, body, headers or {})] * times
+
+    @web.middleware
+    async def _scripted(self, request: web.Request, handler) -> web.StreamResponse:
+        if request.method != "POST" or request.path.startswith("/_") or not (self._answers or self._lost):
+            return await handler(request)
+        if self._answers:
+            answer = self._answers.pop(0)
+            raw = await request.read()
+            self.bytes_in += len(raw)
+            try:
+                body = decompress(raw, request.headers.get("Content-Encoding", ""))
+            except ValueError:
+                body = raw
+            self.requests.append(Captured(request.method, request.path, request.raw_path,
+                                          list(request.query.items()), dict(request.headers), raw, body))
+            return answer.response()
+        answer = self._lost.pop(0)
+        await handler(request)
+        return answer.response()
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -55,7 +107,7 @@ class Emulator:
         raise NotImplementedError
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app = web.Application(client_max_size=256 * 1024 * 1024, middlewares=[self._scripted])
         self.routes(app)
         return app
 
