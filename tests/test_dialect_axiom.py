@@ -326,28 +326,6 @@ def test_430_reads_x_ingestlimit_reset_else_retry_after():
     assert out.retry_after == 120
 
 
-@pytest.mark.parametrize(("status", "body", "code", "upstream_code", "retried"), [
-    (401, {"message": "invalid token"}, "UNAUTHENTICATED", "", False),
-    (403, {"code": 403, "message": "Forbidden"}, "PERMISSION_DENIED", "403", False),
-    (403, {"error": "forbidden by policy"}, "PERMISSION_DENIED", "", False),
-    (400, b"not json at all", "INVALID_ARGUMENT", "", False),
-    (500, {"message": "internal"}, "INTERNAL", "", True),
-    (503, {"message": "unavailable"}, "UNAVAILABLE", "", True),
-])
-async def test_error_answers(axiom, bridge_factory, channel_factory, status, body, code, upstream_code, retried):
-    axiom.fail_next(status, body, times=1000)
-    err = await refused(bridge_factory, channel_factory, route(axiom), sample.json_request("r", 1, range(1)))
-    assert err.code() == getattr(grpc.StatusCode, code)
-    text = body.decode() if isinstance(body, bytes) else body.get("message") or body.get("error")
-    assert text in err.details()
-    st = status_of(err)
-    info = error_info(st)
-    assert info.metadata["http_status"] == str(status)
-    assert info.metadata.get("upstream_code", "") == upstream_code
-    assert ("RetryInfo" in details(st)) == retried
-    assert (len(axiom.requests) > 1) == retried
-
-
 async def test_an_unknown_dataset_is_not_found_with_resource_info(axiom, bridge_factory, channel_factory):
     err = await refused(bridge_factory, channel_factory, route(axiom, target="nope"),
                         sample.json_request("r", 1, range(1)))

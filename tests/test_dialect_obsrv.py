@@ -122,17 +122,6 @@ async def test_batch_mode_false_sends_one_event_per_request(obsrv, bridge_factor
     assert len({body["params"]["msgid"] for body in bodies}) == 3
 
 
-async def test_a_fresh_msgid_per_batch_and_the_same_on_every_retry(obsrv, bridge_factory, channel_factory):
-    obsrv.fail_next(500, {"error": {"code": "INTERNAL_SERVER_ERROR", "message": "kafka down"}}, times=2)
-    b = await bridge_factory({"r": route(obsrv, delivery=fast_delivery(max_500_attempts=5))})
-    stub = channel_factory(b)
-    assert (await stub.IngestBatch(sample.json_request("r", 1, range(4)))).accepted == 4
-    assert (await stub.IngestBatch(sample.json_request("r", 2, range(4)))).accepted == 4
-    ids = [orjson.loads(c.body)["params"]["msgid"] for c in obsrv.requests]
-    assert len(ids) == 4 and ids[0] == ids[1] == ids[2] != ids[3]
-    assert obsrv.dropped_batches == 0 and len(obsrv.rows) == 8, "the second, equal batch was not deduplicated"
-
-
 @pytest.mark.parametrize(
     ("emulator_kw", "target", "code", "reason", "http"),
     [({}, "nope", "NOT_FOUND", "DATASET_NOT_FOUND", 404),
@@ -159,26 +148,6 @@ async def test_missing_datasets_and_topics_classify_on_the_error_code(
             assert details(st)["ResourceInfo"][0].resource_name == target
     finally:
         await e.stop()
-
-
-async def test_kafka_failures_are_retried_then_internal(obsrv, bridge_factory, channel_factory):
-    obsrv.fail_next(500, {"error": {"code": "INTERNAL_SERVER_ERROR", "message": "broker gone"}}, times=10)
-    b = await bridge_factory({"r": route(obsrv)})
-    with pytest.raises(grpc.aio.AioRpcError) as ei:
-        await channel_factory(b).IngestBatch(sample.json_request("r", 1, range(1)))
-    assert ei.value.code() == grpc.StatusCode.INTERNAL
-    assert "broker gone" in ei.value.details()
-    assert "RetryInfo" in details(status_of(ei.value))
-    assert len(obsrv.requests) == 3, "within max_500_attempts"
-
-
-async def test_invalid_input_is_not_retried(obsrv, bridge_factory, channel_factory):
-    obsrv.fail_next(400, {"error": {"code": "DATA_INGESTION_INVALID_INPUT", "message": "#/required ..."}})
-    b = await bridge_factory({"r": route(obsrv)})
-    with pytest.raises(grpc.aio.AioRpcError) as ei:
-        await channel_factory(b).IngestBatch(sample.json_request("r", 1, range(1)))
-    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert len(obsrv.requests) == 1
 
 
 async def test_events_over_one_megabyte_are_rejected_by_index(obsrv, bridge_factory, channel_factory):

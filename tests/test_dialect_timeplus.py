@@ -17,7 +17,6 @@ from bridge.dev.emulators.timeplus import TimeplusEmulator
 from bridge.model.errors import ConfigError
 from bridge.proto import pb
 from tests.conftest import fast_delivery
-from tests.grpc_helpers import details, error_info, status_of
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "specs" / "timeplus-enterprise-rest.openapi.json"
 COLS = list(sample.COLUMNS)
@@ -98,27 +97,6 @@ async def test_proton_without_auth_is_the_default_user_and_basic_works_too(tp, b
     assert tp.requests[1].headers["Authorization"] == "Basic " + base64.b64encode(b"ingest:pw").decode()
 
 
-async def test_a_retried_batch_keeps_its_idempotent_id_so_proton_stores_it_once(tp, bridge_factory, channel_factory):
-    tp.fail_next(503, {"error_msg": "timeout", "code": 209})
-    r = route(tp, auth={}, api="proton")
-    ack = await batch(bridge_factory, channel_factory, r, sample.json_request("r", 1, range(3)))
-    assert ack.accepted == 3 and len(tp.requests) == 2
-    assert tp.requests[0].headers["x-timeplus-idempotent-id"] == tp.requests[1].headers["x-timeplus-idempotent-id"]
-    # A lost answer resent with the same id is not stored twice.
-    await tp.stop()
-    e2 = TimeplusEmulator(streams={"clicks": COLS})
-    await e2.start()
-    try:
-        b = await bridge_factory({"p": route(e2, auth={}, api="proton")})
-        stub = channel_factory(b)
-        await stub.IngestBatch(sample.json_request("p", 1, range(2)))
-        await stub.IngestBatch(sample.json_request("p", 2, range(2, 4)))
-        assert [r["id"] for r in e2.rows] == [0, 1, 2, 3]
-        assert len({c.headers["x-timeplus-idempotent-id"] for c in e2.requests}) == 2
-    finally:
-        await e2.stop()
-
-
 async def test_changelog_ops_become_tp_delta_and_upserts_are_rejected(tp, bridge_factory, channel_factory):
     req = pb.IngestRequest(route="r")
     req.rows.columns.extend(["k", "v"])
@@ -144,38 +122,6 @@ async def test_stream_names_are_one_escaped_segment(tp, bridge_factory, channel_
     req.json.objects.append(b'{"a": 1}')
     ack = await batch(bridge_factory, channel_factory, route(tp, "we ird"), req)
     assert ack.accepted == 1 and tp.requests[0].raw_path.startswith("/default/api/v1beta2/streams/we%20ird/ingest")
-
-
-@pytest.mark.parametrize(("api", "answer", "code", "retried"), [
-    ("proton", (500, {"error_msg": "Authentication failed", "code": 516}, {"x-timeplus-exception-code": "516"}),
-     "UNAUTHENTICATED", False),
-    ("proton", (500, {"error_msg": "No such column x", "code": 16}, {"x-timeplus-exception-code": "16"}),
-     "INVALID_ARGUMENT", False),
-    ("proton", (404, {"error_msg": "Stream doesn't exist", "code": 60}, {"x-timeplus-exception-code": "60"}),
-     "NOT_FOUND", False),
-    ("proton", (400, {"error_msg": "Cannot parse DateTime", "code": 41}, {}), "INVALID_ARGUMENT", False),
-    ("proton", (500, {"error_msg": "Memory limit", "code": 241}, {"x-timeplus-exception-code": "241"}),
-     "INTERNAL", True),
-    ("proton", (501, {"error_msg": "Unknown compression", "code": 48}, {}), "UNIMPLEMENTED", False),
-    ("v1beta2", (400, {"code": 60, "message": "Stream x doesn't exist", "system": "timeplusd"}, {}),
-     "NOT_FOUND", False),
-    ("v1beta2", (500, {"code": 1002, "message": "oops", "system": "appserver"}, {}), "INTERNAL", True),
-    ("v1beta2", (503, {"code": 0, "message": "busy", "system": "appserver"}, {}), "UNAVAILABLE", True),
-])
-async def test_errors_classify_on_the_exception_code(tp, bridge_factory, channel_factory, api, answer, code, retried):
-    status_code, body, headers = answer
-    tp.fail_next(status_code, body, headers, times=1000)
-    r = route(tp, auth={} if api == "proton" else None, api=api)
-    with pytest.raises(grpc.aio.AioRpcError) as ei:
-        await batch(bridge_factory, channel_factory, r, sample.json_request("r", 7, range(1)))
-    assert ei.value.code() == getattr(grpc.StatusCode, code)
-    st = status_of(ei.value)
-    info = error_info(st)
-    assert info.metadata["upstream_code"] == str(body["code"])
-    assert info.metadata["http_status"] == str(status_code) and info.metadata["sequence"] == "7"
-    assert (body.get("error_msg") or body.get("message")) in ei.value.details()
-    assert (len(tp.requests) > 1) == retried
-    assert ("RetryInfo" in details(st)) == retried
 
 
 async def test_the_emulator_refuses_what_timeplus_refuses(tp, bridge_factory, channel_factory):
