@@ -21,6 +21,7 @@ from bridge.proto import pb
 from bridge.send.retry import RetryPolicy, parse_retry_after
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -90,14 +91,17 @@ async def test_a_transient_failure_that_clears_is_ok(target, bridge_factory, cha
     assert ack.accepted == 3 and len(target.requests) == 3 and len(target.rows) == 3
 
 
-@pytest.mark.parametrize("step", [{"reset": True}, {"delay": 1.0}], ids=["connection-reset", "request-timeout"])
-async def test_resets_and_timeouts_are_retried_then_unavailable(target, bridge_factory, channel_factory, step):
+@pytest.mark.parametrize(("step", "reason"), [({"reset": True}, "UPSTREAM_UNREACHABLE"),
+                                              ({"delay": 1.0}, "UPSTREAM_TIMEOUT")],
+                         ids=["connection-reset", "request-timeout"])
+async def test_resets_and_timeouts_are_retried_then_unavailable(target, bridge_factory, channel_factory, step, reason):
     target.script({**step, "times": 1000})
     with pytest.raises(grpc.aio.AioRpcError) as ei:
         await one_batch(bridge_factory, channel_factory, target, timeout="150ms", max_elapsed="600ms")
     assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
     st = status_of(ei.value)
-    assert error_info(st).reason in ("UPSTREAM_UNREACHABLE", "UPSTREAM_TIMEOUT")
+    # A connection dropped without an answer, and no answer in time, are told apart.
+    assert error_info(st).reason == reason
     assert "RetryInfo" in details(st) and len(target.requests) >= 2
 
 
@@ -232,8 +236,7 @@ async def test_no_more_requests_in_flight_than_the_concurrency_limit(target, bri
     stub = channel_factory(b)
     calls = [asyncio.ensure_future(stub.IngestBatch(sample.json_request("r", i, range(i * 10, i * 10 + 10))))
              for i in range(6)]
-    await asyncio.sleep(0.3)
-    assert target.in_flight == 2
+    await wait_until(lambda: target.in_flight == 2, what="two requests in flight")
     target.release()
     acks = await asyncio.gather(*calls)
     assert sum(a.accepted for a in acks) == 60 and target.peak_in_flight == 2
@@ -245,10 +248,10 @@ async def test_ingest_aborts_on_the_first_batch_that_fails_for_good(target, brid
 
     async def gen():
         yield sample.json_request("r", 0, range(0, 5))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: len(target.rows) == 5, what="the first batch delivered")
         target.script({"status": 400})
         yield sample.json_request("", 1, range(5, 10))
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: len(target.requests) == 2, what="the second batch refused")
         yield sample.json_request("", 2, range(10, 15))
 
     with pytest.raises(grpc.aio.AioRpcError) as ei:
@@ -268,7 +271,8 @@ async def test_ingest_stream_carries_on_after_a_failed_batch(target, bridge_fact
     async def gen():
         for seq in range(3):
             yield sample.json_request("r" if seq == 0 else "", seq, range(seq * 2, seq * 2 + 2))
-            await asyncio.sleep(0.05)
+            # One batch per message: the next goes once this one has reached the target.
+            await wait_until(lambda s=seq: len(target.requests) > s, what=f"message {seq} sent")
 
     acks = [a async for a in channel_factory(b).IngestStream(gen())]
     assert [(a.sequence, a.status.code, a.accepted) for a in acks] == [(0, 3, 0), (1, 0, 2), (2, 0, 2)]
@@ -299,21 +303,23 @@ async def test_buffered_bytes_stay_bounded_while_the_target_stalls_and_nothing_i
             acked += ack.accepted
 
     tasks = [asyncio.create_task(caller(c)) for c in range(callers)]
-    await asyncio.sleep(1.0)
+    health_channel = grpc.aio.insecure_channel(f"127.0.0.1:{b.port}")
+    health = health_pb2_grpc.HealthStub(health_channel)
+    check = health_pb2.HealthCheckRequest(service="ingestbridge.v1.route/r")
+
+    async def health_is(status) -> bool:
+        return (await health.Check(check)).status == status
+
+    await wait_until(lambda: health_is(health_pb2.HealthCheckResponse.NOT_SERVING), what="full: pushing back")
     route_budget = b.routes["r"].budget
     one = sample.columns_request("r", 0, range(payload_rows))
     message_bytes = b.routes["r"].charge(one, len(one.SerializeToString()))
     assert route_budget.used > 0 and acked == 0
     assert route_budget.peak <= cap_route + message_bytes
     assert b.budget.peak <= cap_total + message_bytes
-    health_channel = grpc.aio.insecure_channel(f"127.0.0.1:{b.port}")
-    health = health_pb2_grpc.HealthStub(health_channel)
-    check = health_pb2.HealthCheckRequest(service="ingestbridge.v1.route/r")
-    assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.NOT_SERVING, "full: pushing back"
     target.release()
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
-    await asyncio.sleep(0.6)
-    assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
+    await wait_until(lambda: health_is(health_pb2.HealthCheckResponse.SERVING), what="room again: serving")
     await health_channel.close()
     assert acked == callers * messages * payload_rows
     assert len(target.rows) == acked and len({r["id"] for r in target.rows}) == acked
