@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from datetime import UTC, datetime
 
@@ -14,6 +13,7 @@ from bridge.client import IngestClient, to_value
 from bridge.config import parse_config
 from bridge.dev.emulators.faulty import FaultyTarget
 from bridge.ingest.server import Bridge
+from tests.waiting import wait_until
 
 
 async def test_json_rows_are_batched_and_all_acknowledged(sink, bridge_factory):
@@ -72,8 +72,7 @@ async def test_batches_not_acknowledged_are_resent_after_the_bridge_comes_back()
         async with IngestClient(f"127.0.0.1:{port}", "r", batch_rows=10) as c:
             await c.add_many({"id": i} for i in range(30))
             await c.flush()
-            while target.in_flight < 3:
-                await asyncio.sleep(0.02)
+            await wait_until(lambda: target.in_flight >= 3, what="three requests at the target")
             # The bridge goes away without answering; a new one takes its place.
             await first.server.stop(0)
             await first.transport.close()

@@ -20,6 +20,7 @@ from bridge.dev.emulators.faulty import FaultyTarget
 from bridge.proto import pb
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -221,8 +222,7 @@ async def test_a_cancelled_stream_leaves_nothing_behind(target, bridge_factory, 
     call = stub.IngestStream(gen())
     reader = asyncio.ensure_future(call.read())
     await asyncio.wait_for(sent.wait(), 5)
-    while len(target.requests) < 1:
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: len(target.requests) >= 1, what="the first attempt")
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await reader

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ from bridge.proto import pb
 from bridge.send.http import HttpResponse
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of
+from tests.waiting import wait_until
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "specs" / "feldera-openapi.json"
 KEY = "apikey:" + "a" * 128
@@ -174,13 +176,8 @@ async def test_a_stale_token_after_a_restart_is_aborted(fel, bridge_factory, cha
     b = await bridge_factory({"r": route(fel, wait_for_completion=True, completion_timeout="5s")})
 
     async def restart_soon():
-        import asyncio
-
-        while fel.polls < 2:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: fel.polls >= 2, what="two completion polls")
         fel.restart()
-
-    import asyncio
 
     task = asyncio.create_task(restart_soon())
     with pytest.raises(grpc.aio.AioRpcError) as ei:

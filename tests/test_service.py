@@ -14,6 +14,7 @@ from bridge.dev import sample
 from bridge.proto import pb
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of
+from tests.waiting import wait_until
 
 
 def route_to(sink, **over) -> dict:
@@ -199,20 +200,14 @@ async def test_a_caller_that_disconnects_mid_stream_leaves_nothing_behind(sink, 
     call = stub.IngestStream()
     for seq in range(3):
         await call.write(sample.rows_request("r", seq, range(seq * 100, seq * 100 + 100)))
-    for _ in range(100):
-        if route.budget.used > 0 and route.stats.requests == 3:
-            break
-        await asyncio.sleep(0.01)
-    assert route.budget.used > 0, "the rows are buffered, waiting for the linger time"
+    await wait_until(lambda: route.budget.used > 0 and route.stats.requests == 3,
+                     what="the rows are buffered, waiting for the linger time")
     assert any("IngestService._stream" in t.get_coro().__qualname__ for t in asyncio.all_tasks())
     call.cancel()
     def stream_tasks():
         return [t for t in asyncio.all_tasks() if "IngestService._stream" in t.get_coro().__qualname__]
 
-    for _ in range(200):
-        if route.budget.used == 0 and not stream_tasks():
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: route.budget.used == 0 and not stream_tasks(), what="the stream's rows released")
     assert route.budget.used == 0
     assert b.budget.used == 0
     assert len(route.batcher) == 0
