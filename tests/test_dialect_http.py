@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import grpc
 import orjson
 import pytest
 import zstandard
 
 from bridge.dev import sample
 from bridge.proto import pb
+from tests.grpc_helpers import details, error_info, status_of
 
 
 def http_route(sink, **options) -> dict:
@@ -120,3 +122,29 @@ async def test_batches_merge_up_to_max_rows_and_split_above(sink, bridge_factory
     assert sum(sizes) == 600 and max(sizes) <= 250
     assert len(sizes) < 6, "small messages were merged into fewer requests"
     assert sorted(r["id"] for r in sink.rows) == list(range(600))
+
+
+@pytest.mark.parametrize(("headers", "body", "code", "reason", "retried"), [
+    # ClickHouse answers a row it cannot parse with HTTP 500: the exception code says it is the row's fault.
+    ({"X-ClickHouse-Exception-Code": "27"}, b"Code: 27, e.displayText() = DB::Exception: Cannot parse input",
+     "INVALID_ARGUMENT", "UPSTREAM_BAD_REQUEST", False),
+    ({}, b"Code: 27. DB::Exception: Cannot parse input: expected '\"' before: 'x'", "INVALID_ARGUMENT",
+     "UPSTREAM_BAD_REQUEST", False),
+    ({"X-ClickHouse-Exception-Code": "516"}, b"Code: 516. DB::Exception: default: Authentication failed",
+     "UNAUTHENTICATED", "UPSTREAM_UNAUTHENTICATED", False),
+    ({"X-ClickHouse-Exception-Code": "241"}, b"Code: 241. DB::Exception: Memory limit exceeded", "INTERNAL",
+     "UPSTREAM_INTERNAL_ERROR", True),
+    ({}, b"Codes: 27 are not an exception code", "INTERNAL", "UPSTREAM_INTERNAL_ERROR", True),
+])
+async def test_clickhouse_exception_codes_classify_a_500(sink, bridge_factory, channel_factory, headers, body, code,
+                                                         reason, retried):
+    sink.fail_next(500, body, headers, times=10)
+    route = http_route(sink)
+    route["delivery"] = {"initial_backoff": "10ms", "max_elapsed": "300ms"}
+    b = await bridge_factory({"r": route})
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await channel_factory(b).IngestBatch(two_rows())
+    assert ei.value.code() == getattr(grpc.StatusCode, code)
+    st = status_of(ei.value)
+    assert error_info(st).reason == reason and ("RetryInfo" in details(st)) == retried
+    assert (len(sink.requests) > 1) == retried

@@ -2,6 +2,8 @@
 
 ClickHouse's HTTP interface is one such target:
 ``url: http://127.0.0.1:8123/``, ``options: {query: {query: "INSERT INTO t FORMAT JSONEachRow"}}``.
+Its errors carry an exception code (``X-ClickHouse-Exception-Code``, or ``Code: N`` opening the body), which
+classifies them where the HTTP status cannot: ClickHouse answers a row it cannot parse with HTTP 500.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from typing import ClassVar
 
 from yarl import URL
 
+from bridge.dialects import exception_codes
 from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, auth_headers_from_map, bearer, compression_option
-from bridge.send.http import HttpRequest
+from bridge.model.outcome import Outcome
+from bridge.send.http import HttpRequest, HttpResponse
 from bridge.transcode import formats
 
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json", "csv": "text/csv"}
@@ -73,3 +77,13 @@ class HttpDialect(Dialect):
             # \N: ClickHouse's NULL in CSV (strings are always quoted, so "\N" stays a string).
             body = formats.csv_body(rows, self.opts["csv_header"], self.opts["csv_delimiter"], null=CSV_NULL)
         return HttpRequest("POST", self.url, dict(self.headers), body, self.compression)
+
+    def classify(self, response: HttpResponse, rows) -> Outcome:
+        outcome = super().classify(response, rows)
+        if outcome.ok:
+            return outcome
+        number = exception_codes.code_of(response.headers.get("x-clickhouse-exception-code"), response.body)
+        if number is None:
+            return outcome
+        outcome.upstream_code = str(number)
+        return exception_codes.refine(outcome, number)

@@ -13,6 +13,7 @@ import base64
 import uuid
 from typing import ClassVar
 
+from bridge.dialects import exception_codes
 from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, compression_option, join_url, segment
 from bridge.model.errors import BatchRejected
 from bridge.model.outcome import Outcome
@@ -29,10 +30,6 @@ PATHS = {
 QUERY_FORMAT = {"compact": "compact", "ndjson": "streaming"}
 STANDARD_TYPES = {"compact": "application/json", "ndjson": "application/x-ndjson"}
 
-# Timeplus / ClickHouse exception codes (src/Common/ErrorCodes.cpp) -> gRPC code.
-AUTH_CODES = {192, 193, 194, 516}  # UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTHENTICATION_FAILED
-NOT_FOUND_CODES = {60, 81}  # UNKNOWN_STREAM (UNKNOWN_TABLE), UNKNOWN_DATABASE
-INVALID_CODES = {6, 16, 27, 41, 47, 53, 62, 117, 408}  # parse errors, no such column, unknown identifier, ...
 DELTA = "_tp_delta"
 _DELTA_BYTES = DELTA.encode()
 TIME_COLUMNS = frozenset({"_tp_time"})
@@ -168,11 +165,5 @@ class TimeplusDialect(Dialect):
             message = str(body.get("error_msg") or body.get("message") or "")
         if not message:
             message = response.body[:300].decode("utf-8", "replace").strip()
-        outcome = answer.from_http(response.status, message, "" if number is None else str(number))
-        if number in AUTH_CODES:
-            outcome.code, outcome.reason, outcome.retryable = "UNAUTHENTICATED", "UPSTREAM_UNAUTHENTICATED", False
-        elif number in NOT_FOUND_CODES:
-            outcome.code, outcome.reason, outcome.retryable = "NOT_FOUND", "TARGET_NOT_FOUND", False
-        elif number in INVALID_CODES:
-            outcome.code, outcome.reason, outcome.retryable = "INVALID_ARGUMENT", "UPSTREAM_BAD_REQUEST", False
-        return outcome
+        return exception_codes.refine(
+            answer.from_http(response.status, message, "" if number is None else str(number)), number)
