@@ -31,6 +31,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, Phase, event, given, settings
@@ -127,9 +128,15 @@ def _routes(desc: str) -> list[RouteSpec]:
     return specs
 
 
+Built = tuple[dict[str, RoutePipeline], dict[str, RouteSpec], type]
+# The route names need nothing built: the strategies sample them when the module is collected.
+ROUTE_NAMES = [s.name for s in _routes("")]
+
+
 @cache
-def fixture() -> tuple[dict[str, RoutePipeline], dict[str, RouteSpec], type]:
-    """The pipelines (built once: building compiles the descriptor set and the dialects), their specs, Order."""
+def build() -> Built:
+    """The pipelines (built once, on first use: building compiles the descriptor set and the dialects), their
+    specs, and the Order class. Tests get them through the ``fuzz_routes`` fixture, never at collection."""
     # A temporary directory, not tests/: the fuzz run must leave nothing behind in the tree.
     out = Path(tempfile.mkdtemp(prefix="fuzz-desc-")) / "shop.desc"
     desc = compile_descriptor_set(out, "shop.proto")
@@ -140,8 +147,9 @@ def fixture() -> tuple[dict[str, RoutePipeline], dict[str, RouteSpec], type]:
     return pipelines, specs, load_message_classes(desc)[ORDER]
 
 
-def route_names() -> list[str]:
-    return list(fixture()[1])
+@pytest.fixture(scope="module")
+def fuzz_routes() -> Built:
+    return build()
 
 
 # -- values ------------------------------------------------------------------------------------------------------
@@ -264,7 +272,7 @@ def column_batches(draw: st.DrawFn) -> pb.IngestRequest:
 @st.composite
 def orders(draw: st.DrawFn) -> bytes:
     """A serialized shop.v1.Order with fields over their whole range (timestamps included)."""
-    order_cls = fixture()[2]
+    order_cls = build()[2]
     m = order_cls(
         id=draw(ints), big=draw(uints), customer=draw(odd_text), total=draw(doubles), paid=draw(st.booleans()),
         blob=draw(st.binary(max_size=8)), kind=draw(st.one_of(st.integers(0, 2), st.integers(*INT32))),
@@ -448,9 +456,9 @@ def encode(pipeline: RoutePipeline, spec: RouteSpec, rows: Rows) -> list[bytes]:
     return bodies
 
 
-def check(route: str, request: pb.IngestRequest) -> str:
+def check(route: str, request: pb.IngestRequest, built: Built | None = None) -> str:
     """Properties 1-3 for one request on one route; returns the outcome for statistics."""
-    pipelines, specs, _ = fixture()
+    pipelines, specs, _ = built or build()
     pipeline, spec = pipelines[route], specs[route]
     wire = request.SerializeToString()
     try:
@@ -500,13 +508,14 @@ PAYLOADS: dict[str, st.SearchStrategy[pb.IngestRequest]] = {
 }
 
 
-def make_property(payload: str, config: settings, tally: Counter | None = None) -> Callable[[], None]:
+def make_property(payload: str, config: settings, tally: Counter | None = None,
+                  built: Built | None = None) -> Callable[[], None]:
     """A hypothesis test of properties 1-3 for one payload kind over every route (``tally`` counts outcomes)."""
 
     @config
-    @given(route=st.sampled_from(route_names()), request=PAYLOADS[payload])
+    @given(route=st.sampled_from(ROUTE_NAMES), request=PAYLOADS[payload])
     def prop(route: str, request: pb.IngestRequest) -> None:
-        outcome = check(route, request)
+        outcome = check(route, request, built)
         if tally is not None:
             tally[outcome.split()[0]] += 1
 
@@ -528,16 +537,17 @@ def fuzz_settings(examples: int, derandomize: bool) -> settings:
 
 # The CI run: bounded (the file takes a few seconds) and the same examples every time.
 CI = fuzz_settings(examples=200, derandomize=True)
-test_row_batches = make_property("rows", CI)
-test_column_batches = make_property("columns", CI)
-test_message_batches = make_property("messages", CI)
-test_json_batches = make_property("json", CI)
-test_json_numbers = make_property("numbers", CI)
 
 
-def test_the_fixture_covers_the_dialects() -> None:
+@pytest.mark.parametrize("payload", list(PAYLOADS))
+def test_properties(payload: str, fuzz_routes: Built) -> None:
+    make_property(payload, CI, built=fuzz_routes)()
+
+
+def test_the_fixture_covers_the_dialects(fuzz_routes: Built) -> None:
     """The routes really are the dialects the properties claim to cover (a config typo would narrow them)."""
-    pipelines, _, _ = fixture()
+    pipelines, specs, _ = fuzz_routes
+    assert list(specs) == ROUTE_NAMES
     dialects = {p.cfg.dialect for p in pipelines.values()}
     assert {"http", "timeplus", "axiom", "feldera", "obsrv"} <= dialects
     validators = [p.transcoder.validator for p in pipelines.values()]
@@ -549,8 +559,8 @@ def test_the_fixture_covers_the_dialects() -> None:
 @CI
 @given(route=st.sampled_from(["http_ndjson", "http_ndjson_epoch_s", "timeplus_compact_changelog_epoch_us",
                               "timeplus_ndjson_changelog_epoch_ns"]), stamp=timestamps)
-def test_timestamps_are_written_exactly(route: str, stamp: Timestamp) -> None:
+def test_timestamps_are_written_exactly(fuzz_routes: Built, route: str, stamp: Timestamp) -> None:
     """Property 6 (tests/fuzz_values.py): every timestamp is written exactly, or its row (never the batch) is
     rejected."""
-    pipelines, specs, _ = fixture()
+    pipelines, specs, _ = fuzz_routes
     fuzz_values.check_timestamp(pipelines[route], specs[route].route, specs[route].body, stamp)
