@@ -1,6 +1,8 @@
-"""Fixtures: real servers on loopback, started and stopped by the tests."""
+"""Fixtures: real servers on loopback, started and stopped by the tests; and the unit/integration/slow markers."""
 
 from __future__ import annotations
+
+import inspect
 
 import grpc
 import pytest
@@ -57,3 +59,22 @@ def fast_delivery(**over) -> dict:
     d = {"initial_backoff": "10ms", "max_backoff": "50ms", "max_elapsed": "2s", "timeout": "2s"}
     d.update(over)
     return d
+
+
+# Tests that talk to a live server: through these fixtures, or (every async test here) over loopback.
+LIVE_FIXTURES = frozenset({"bridge_factory", "channel_factory", "sink", "clickhouse", "unused_tcp_port"})
+# Modules whose tests start processes (the bridge's CLI, grpcurl, ClickHouse, the examples).
+PROCESS_MODULES = frozenset({"test_cli", "test_clickhouse", "test_crash", "test_examples", "test_grpcurl"})
+SLOW_MODULES = frozenset({"test_crash", "test_fuzz"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test unit or integration (and slow), by what it uses, so no test file has to say it."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        live = (inspect.iscoroutinefunction(getattr(item, "function", None))
+                or not LIVE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+                or module in PROCESS_MODULES)
+        item.add_marker(pytest.mark.integration if live else pytest.mark.unit)
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
