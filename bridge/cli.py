@@ -1,4 +1,4 @@
-"""The ``ingest-bridge`` command: serve, check, demo, emulate."""
+"""The ``ingest-bridge`` command: serve, check, send, explain, schema, demo, emulate."""
 
 from __future__ import annotations
 
@@ -149,6 +149,16 @@ def cmd_send(args: argparse.Namespace) -> int:
     return sendfile.main(args.target, args.route, args.file, args.format, args.batch_rows, args.window, conn)
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """explain and schema: ``bridge.inspect`` holds them; only a bad config is answered here."""
+    try:
+        from bridge import inspect
+
+        return inspect.run(args)
+    except ConfigError as e:
+        return _config_error(e)
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     from bridge.dev.emulators import EMULATORS
 
@@ -213,6 +223,11 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--tls-cert", help="mTLS: this client's certificate (PEM)")
     f.add_argument("--tls-key", help="mTLS: this client's private key (PEM)")
     f.set_defaults(func=cmd_send)
+
+    from bridge import inspect
+
+    for command in inspect.add_parsers(sub):
+        command.set_defaults(func=cmd_inspect)
 
     e = sub.add_parser("emulate", help="serve a local emulator of a target")
     e.add_argument("dialect")

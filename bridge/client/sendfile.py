@@ -161,11 +161,15 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
     return 0 if totals.rejected == 0 and not totals.failed else 1
 
 
+def file_format(path: str) -> str:
+    """The format a file's name says: .csv is CSV, dead-letter*.ndjson a spool's dead-letter file, else NDJSON."""
+    name = os.path.basename(path).lower()
+    return "csv" if name.endswith(".csv") else "dead-letter" if name.startswith("dead-letter") else "ndjson"
+
+
 def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, window: int,
          connection: client.Connection | None = None) -> int:
-    if fmt is None:
-        name = os.path.basename(path).lower()
-        fmt = "csv" if name.endswith(".csv") else "dead-letter" if name.startswith("dead-letter") else "ndjson"
+    fmt = fmt or file_format(path)
     if path == "-":
         return asyncio.run(send(target, route, sys.stdin.buffer, fmt, batch_rows, window, connection=connection))
     try:

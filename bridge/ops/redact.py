@@ -15,13 +15,16 @@ from bridge.model.config import BridgeConfig, RouteConfig, Secret
 MASK = "***"
 
 
-def route_secrets(route: RouteConfig) -> list[str]:
-    """A route's credentials as they are configured and as they go on the wire (Basic auth's base64)."""
+def route_secrets(route: RouteConfig, usernames: bool = True) -> list[str]:
+    """A route's credentials as they are configured and as they go on the wire (Basic auth's base64).
+
+    ``usernames=False`` leaves out a plain ``username`` (shown requests would lose every word it is part of).
+    """
     out = []
-    for value in route.auth.values():
+    for key, value in route.auth.items():
         if isinstance(value, dict):
             out += [v.value for v in value.values() if isinstance(v, Secret)]
-        elif isinstance(value, Secret):
+        elif isinstance(value, Secret) and (usernames or key != "username"):
             out.append(value.value)
     user, password = route.auth.get("username"), route.auth.get("password")
     if isinstance(user, Secret):

@@ -132,7 +132,7 @@ class Batcher:
                 keep.append(p)
                 full = full or self.ordered  # ordered: only the run at the head
                 continue
-            if taken and (rows + len(p.rows) > self.max_rows or size + p.body_bytes > self.max_bytes):
+            if taken and not fits(rows, size, len(p.rows), p.body_bytes, self.max_rows, self.max_bytes):
                 keep.append(p)
                 full = True
                 continue
@@ -162,6 +162,11 @@ class Batcher:
                     return None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(cond.wait(), wait)
+
+
+def fits(rows: int, size: int, part_rows: int, part_bytes: int, max_rows: int, max_bytes: int) -> bool:
+    """Whether a part joins a batch of ``rows`` and ``size`` (a batch's first part always does)."""
+    return rows + part_rows <= max_rows and size + part_bytes <= max_bytes
 
 
 class _NoShape:

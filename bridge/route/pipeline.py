@@ -164,10 +164,8 @@ class RoutePipeline:
     async def enqueue_rows(self, ticket: Ticket, rows: Rows, nbytes: int, wire_bytes: int = 0) -> None:
         """Split rows into parts for the batcher; the ticket settles when every part is delivered."""
         n = len(rows)
-        b = self.cfg.batch
         per_row = max(1, nbytes // n)
-        body_per_row = max(1, (wire_bytes or nbytes) // n)  # JSON is about as large as the protobuf it came in
-        step = max(1, min(self.max_rows, b.max_bytes // body_per_row))
+        step, body_per_row = part_size(n, self.max_rows, self.cfg.batch.max_bytes, wire_bytes or nbytes)
         slices = [rows] if n <= step else [rows.slice(i, min(n, i + step)) for i in range(0, n, step)]
         ticket.pending = len(slices)
         loop = asyncio.get_running_loop()
@@ -278,6 +276,16 @@ class RoutePipeline:
             p.ticket.fail(SHUTTING_DOWN)
         if self.spool is not None:
             await self.spool.close()
+
+
+def part_size(n: int, max_rows: int, max_bytes: int, wire_bytes: int) -> tuple[int, int]:
+    """Rows per part of a request of ``n`` rows, and each row's estimated body bytes.
+
+    JSON is about as large as the protobuf it came in, so a row's body is estimated from the request's wire
+    size. ``ingest-bridge explain`` cuts rows with the same numbers.
+    """
+    body_per_row = max(1, wire_bytes // n)
+    return max(1, min(max_rows, max_bytes // body_per_row)), body_per_row
 
 
 def dialect_ordered(dialect: Any) -> bool:

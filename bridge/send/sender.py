@@ -46,6 +46,11 @@ class Target(Protocol):
     async def confirm(self, transport: Transport, outcome: Outcome, deadline: float) -> Outcome: ...
 
 
+def too_large(n: int, request: HttpRequest, max_bytes: int) -> bool:
+    """A request of ``n`` rows whose body is over ``max_bytes`` is split in two halves (rows [0, n // 2) first)."""
+    return n > 1 and len(request.body) > max_bytes
+
+
 class Sender:
     def __init__(self, dialect: Target, transport: Transport, policy: RetryPolicy, max_bytes: int,
                  metrics: Metrics | None = None) -> None:
@@ -136,7 +141,7 @@ class Sender:
         if n == 0:
             return []
         request = self.dialect.build(load.rows)
-        if n > 1 and len(request.body) > self.max_bytes:
+        if too_large(n, request, self.max_bytes):
             return await self._split(load, n // 2, forever)
         load, outcome = await self._send_once(load, request, forever)
         n = len(load)
