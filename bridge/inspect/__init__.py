@@ -30,4 +30,14 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     p.add_argument("--full", action="store_true", help="show every body line whole")
     p.add_argument("--json", action="store_true", help="one JSON document, bodies whole")
     p.set_defaults(inspect="explain")
-    return [p]
+
+    s = sub.add_parser("schema", help="print the DDL for a route's target from its columns or descriptor set")
+    s.add_argument("--config", required=True)
+    s.add_argument("--route", required=True)
+    s.add_argument("--message-type", help="the descriptor set's message type (default: its only one)")
+    s.add_argument("--order-by", help="ClickHouse: sorting key columns, comma-separated (default: the first "
+                                      "timestamp column, else the first column that is not nullable)")
+    s.add_argument("--clickhouse-version", default="latest",
+                   help="ClickHouse: the server's version, for types older ones lack (Bool, DateTime64)")
+    s.set_defaults(inspect="ddl")
+    return [p, s]
