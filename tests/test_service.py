@@ -229,6 +229,31 @@ async def test_list_routes_shows_names_dialects_and_columns_never_urls(sink, bri
     assert sink.url.encode() not in raw and b"s3cret" not in raw
 
 
+async def test_list_routes_columns_are_enough_to_build_rows_the_route_accepts(sink, bridge_factory, channel_factory):
+    b = await bridge_factory({"r": route_to(sink, columns={
+        "id": "int", "n": "uint", "x": "double?", "ok": "bool", "s": "string", "raw": "bytes?", "ts": "timestamp",
+        "j": "json?"})})
+    stub = channel_factory(b)
+    cols = (await stub.ListRoutes(pb.ListRoutesRequest())).routes[0].columns
+    assert [(c.name, c.base_type, c.nullable) for c in cols] == [
+        ("id", "int", False), ("n", "uint", False), ("x", "double", True), ("ok", "bool", False),
+        ("s", "string", False), ("raw", "bytes", True), ("ts", "timestamp", False), ("j", "json", True)]
+    # A caller that knows nothing but the listing: one row with every value set by its base type, one with
+    # every nullable column null.
+    example = {"int": {"int": -1}, "uint": {"uint": 2**64 - 1}, "double": {"double": 0.5}, "bool": {"bool": True},
+               "string": {"string": "s"}, "bytes": {"bytes": b"\x01"}, "timestamp": {"timestamp": Timestamp(seconds=1)},
+               "json": {"map": pb.MapValue(fields={"k": pb.Value(int=1)})}}
+    req = pb.IngestRequest(route="r")
+    req.rows.columns.extend(c.name for c in cols)
+    req.rows.rows.add().values.extend(pb.Value(**example[c.base_type]) for c in cols)
+    req.rows.rows.add().values.extend(pb.Value() if c.nullable else pb.Value(**example[c.base_type]) for c in cols)
+    ack = await stub.IngestBatch(req)
+    assert (ack.accepted, ack.rejected) == (2, 0), ack
+    assert sink.rows[0] == {"id": -1, "n": 2**64 - 1, "x": 0.5, "ok": True, "s": "s", "raw": "AQ==",
+                            "ts": "1970-01-01T00:00:01Z", "j": {"k": 1}}
+    assert sink.rows[1]["x"] is None and sink.rows[1]["raw"] is None and sink.rows[1]["j"] is None
+
+
 async def test_declared_columns_reject_bad_values_by_index_and_column(sink, bridge_factory, channel_factory):
     b = await bridge_factory({"r": route_to(sink, columns={"id": "int", "name": "string?", "ts": "timestamp"})})
     stub = channel_factory(b)

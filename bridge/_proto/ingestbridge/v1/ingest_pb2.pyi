@@ -260,9 +260,13 @@ class RouteInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dialect: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., ops: _Optional[_Iterable[_Union[Op, str]]] = ..., max_rows_per_request: _Optional[int] = ...) -> None: ...
 
 class ColumnInfo(_message.Message):
-    __slots__ = ("name", "type")
+    __slots__ = ("name", "type", "nullable", "base_type")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    NULLABLE_FIELD_NUMBER: _ClassVar[int]
+    BASE_TYPE_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+    nullable: bool
+    base_type: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., nullable: _Optional[bool] = ..., base_type: _Optional[str] = ...) -> None: ...
