@@ -49,7 +49,10 @@ async def test_python_example(bridge, sink):
     assert sorted(sink.rows, key=lambda r: r["id"]) == expected("python", 500)
 
 
-async def test_node_example(bridge, sink):
+async def test_node_example(sink, bridge_factory):
+    columns = {"id": "int", "name": "string?", "score": "double", "even": "bool"}
+    bridge = await bridge_factory({"r": {"dialect": "http", "url": sink.url + "/in", "batch": {"linger": "0s"},
+                                         "columns": columns}})
     node = shutil.which("node")
     if node is None or not (EXAMPLES / "node" / "node_modules" / "@grpc" / "grpc-js").exists():
         if os.environ.get("CI"):
@@ -57,6 +60,7 @@ async def test_node_example(bridge, sink):
         pytest.skip("node or its packages are missing (npm ci --prefix examples/node)")
     rc, out = await run(node, str(EXAMPLES / "node" / "stream.js"), f"127.0.0.1:{bridge.port}", "r", "500")
     assert rc == 0, out
+    assert "route r: id int, name string (nullable), score double, even bool" in out.splitlines()
     assert "ack sequence=1 accepted=250" in out and "done: 500 rows accepted" in out
     assert sorted(sink.rows, key=lambda r: r["id"]) == expected("node", 500)
 

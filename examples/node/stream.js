@@ -1,4 +1,4 @@
-// Streams typed rows and a columnar batch to ingest-bridge and prints the acks.
+// Lists the route's columns (ListRoutes), streams typed rows and a columnar batch, and prints the acks.
 // Usage: node stream.js HOST:PORT ROUTE [ROWS]
 'use strict';
 const path = require('path');
@@ -32,6 +32,18 @@ function columnar(start, n) {
   ] };
 }
 
+// The route's declared columns: what a caller needs to build rows (baseType names the Value field to set).
+function listColumns(done) {
+  client.ListRoutes({}, (err, resp) => {
+    if (err) { console.error(`ListRoutes failed: ${err.code} ${err.details}`); process.exit(2); }
+    const info = resp.routes.find((r) => r.name === route);
+    const cols = info ? info.columns.map((c) => `${c.name} ${c.baseType}${c.nullable ? ' (nullable)' : ''}`) : [];
+    console.log(`route ${route}: ${cols.length ? cols.join(', ') : 'no declared columns'}`);
+    done();
+  });
+}
+
+function stream() {
 const call = client.IngestStream();
 let accepted = 0, failed = 0;
 call.on('data', (ack) => {
@@ -49,3 +61,6 @@ const half = Math.floor(rows / 2);
 call.write({ route, sequence: 0, rows: typedRows(0, half) });
 call.write({ sequence: 1, columns: columnar(half, rows - half) });
 call.end();
+}
+
+listColumns(stream);
