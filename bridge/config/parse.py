@@ -19,6 +19,7 @@ from yarl import URL
 
 from bridge.model.config import (
     AccessConfig,
+    AdaptiveConcurrency,
     BatchConfig,
     BridgeConfig,
     CallerToken,
@@ -199,7 +200,7 @@ _BATCH_RULES: dict[str, tuple[Callable[[Any], Any], str, float | None, bool]] = 
     "max_buffered_bytes": (parse_size, "a size such as 64MiB (> 0)", 1, False),
 }
 _DELIVERY_RULES: dict[str, tuple[Callable[[Any], Any], str, float | None, bool]] = {
-    "concurrency": (_int, "a positive integer", 1, False),
+    "concurrency": (_int, "a positive integer, adaptive, or {min: N, max: N} (adaptive within bounds)", 1, False),
     "timeout": (parse_duration, "a duration such as 30s (> 0)", 0, True),
     "initial_backoff": (parse_duration, "a duration such as 1s (> 0)", 0, True),
     "max_backoff": (parse_duration, "a duration such as 30s (> 0)", 0, True),
@@ -541,8 +542,8 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
         auth=_auth(problems, f"{path}.auth", raw.get("auth"), dialect.auth_forms),
         options=_options(problems, f"{path}.options", raw.get("options"), dialect.options),
         batch=batch,
-        delivery=_section(problems, f"{path}.delivery", raw.get("delivery"), DeliveryConfig, _DELIVERY_RULES,
-                          _converted(dialect.delivery_defaults, _DELIVERY_RULES)),
+        delivery=_delivery(problems, f"{path}.delivery", raw.get("delivery"),
+                           _converted(dialect.delivery_defaults, _DELIVERY_RULES)),
         columns=_columns(problems, f"{path}.columns", raw.get("columns")),
         on_bad_row=on_bad_row,
         spool=_spool(problems, f"{path}.spool", raw.get("spool")),
@@ -551,6 +552,26 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
         for p in dialect.check_config(route):
             problems.items.append(f"{path}.{p}")
     return route
+
+
+def _delivery(problems: _Problems, path: str, raw: Any, defaults: dict) -> DeliveryConfig:
+    """The delivery section; ``concurrency`` is a number, ``adaptive``, or adaptive bounds ``{min, max}``."""
+    value = raw.get("concurrency") if isinstance(raw, dict) else None
+    if not (value == "adaptive" or isinstance(value, dict)):
+        return _section(problems, path, raw, DeliveryConfig, _DELIVERY_RULES, defaults)
+    assert isinstance(raw, dict)
+    delivery = _section(problems, path, {k: v for k, v in raw.items() if k != "concurrency"}, DeliveryConfig,
+                        _DELIVERY_RULES, defaults)
+    bounds = AdaptiveConcurrency()
+    if isinstance(value, dict):
+        where = f"{path}.concurrency"
+        _unknown(problems, where, value, ["min", "max"])
+        got = {k: _check(problems, f"{where}.{k}", value[k], _int, "a positive integer", 1)
+               for k in ("min", "max") if k in value}
+        bounds = replace(bounds, **{k: v for k, v in got.items() if v is not None})
+        if bounds.min > bounds.max:
+            problems.add(where, f"min ({bounds.min}) is above max ({bounds.max})")
+    return replace(delivery, concurrency=bounds.max, adaptive=bounds)
 
 
 def _converted(defaults: dict, rules: dict) -> dict:
@@ -633,7 +654,8 @@ def describe(config: BridgeConfig) -> str:
         lines.append(f"  batch: max_rows={b.max_rows} max_bytes={b.max_bytes} linger={b.linger:g}s "
                      f"max_buffered_bytes={b.max_buffered_bytes}")
         order = {None: "auto", True: "true", False: "false"}[d.ordered]
-        lines.append(f"  delivery: concurrency={d.concurrency} ordered={order} timeout={d.timeout:g}s "
+        conc = f"adaptive({d.adaptive.min}..{d.adaptive.max})" if d.adaptive else str(d.concurrency)
+        lines.append(f"  delivery: concurrency={conc} ordered={order} timeout={d.timeout:g}s "
                      f"backoff={d.initial_backoff:g}s..{d.max_backoff:g}s x{d.multiplier:g} "
                      f"max_elapsed={d.max_elapsed:g}s max_attempts={d.max_attempts or 'unlimited'}")
         if r.columns:

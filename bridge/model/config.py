@@ -41,10 +41,19 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class AdaptiveConcurrency:
+    """``delivery.concurrency: adaptive``: the limit moves between these bounds with the target's answers."""
+
+    min: int = 1
+    max: int = 64
+
+
+@dataclass(frozen=True)
 class DeliveryConfig:
     """How a route's requests are sent and retried."""
 
-    concurrency: int = 4  # requests in flight to the target
+    concurrency: int = 4  # requests in flight to the target (adaptive: the most)
+    adaptive: AdaptiveConcurrency | None = None  # None: concurrency is fixed
     timeout: float = 30.0  # per attempt, seconds
     initial_backoff: float = 1.0
     max_backoff: float = 30.0

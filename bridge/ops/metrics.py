@@ -33,6 +33,10 @@ class Metrics:
         self.buffered_bytes = Gauge(p + "buffered_bytes", "Bytes of rows accepted and not yet delivered", ["route"],
                                     registry=r)
         self.buffered_limit = Gauge(p + "buffered_bytes_limit", "The cap on buffered bytes", ["route"], registry=r)
+        self.concurrency_limit = Gauge(p + "concurrency_limit", "Requests the route may have in flight now "
+                                       "(moves with delivery.concurrency: adaptive)", ["route"], registry=r)
+        self.in_flight = Gauge(p + "requests_in_flight", "Batches being delivered to the target now", ["route"],
+                               registry=r)
         self.spool_bytes = Gauge(p + "spool_bytes", "Bytes of the route's spool on disk", ["route"], registry=r)
         self.spool_errors = Counter(p + "spool_errors", "Spool write, fsync, read, dead-letter and cursor failures, "
                                     "and records found damaged, by operation and error", ["route", "op", "error"],

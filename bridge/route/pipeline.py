@@ -3,7 +3,9 @@
 A caller's request becomes a Ticket. Its rows are split into parts (at most
 max_rows and about max_bytes each) and queued in the batcher;
 ``delivery.concurrency`` workers send batches (one at a time on an ordered
-route, whose rows carry ops). Each row's outcome flows back to its ticket; a
+route, whose rows carry ops); each takes a slot of the route's ``Limiter``
+before it takes a batch, so with ``concurrency: adaptive`` the number in
+flight follows the target's answers. Each row's outcome flows back to its ticket; a
 ticket is done when all its parts are. A ticket nobody waits for any more
 (its call ended) has its rows withdrawn: queued parts leave the queue, and
 parts in a batch being retried leave it before the next attempt.
@@ -26,6 +28,7 @@ from bridge.ops.metrics import Metrics
 from bridge.route.batcher import Batcher
 from bridge.route.budget import ByteBudget
 from bridge.route.settle import held_back, settle
+from bridge.send.concurrency import Limiter
 from bridge.send.load import Load
 from bridge.send.retry import RetryPolicy
 from bridge.send.sender import Result, Sender
@@ -70,15 +73,23 @@ class RoutePipeline:
         self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
         cap = self.dialect.rows_per_request()
         self.max_rows = cfg.batch.max_rows if cap is None else max(1, min(cap, cfg.batch.max_rows))
-        self.sender = Sender(self.dialect, transport, RetryPolicy(cfg.delivery), cfg.batch.max_bytes, metrics)
-        if metrics is not None:
-            metrics.buffered_bytes.labels(self.name).set_function(lambda: self.budget.used)
-            metrics.buffered_limit.labels(self.name).set(self.budget.cap)
         self.stats = RouteStats()
         # Rows that carry ops (deletes, upserts) must reach the target in the order they came: one batch in
         # flight at a time, and never a batch past one that is being retried.
-        ordered = cfg.delivery.ordered
-        self.ordered = dialect_ordered(self.dialect) if ordered is None else ordered
+        d = cfg.delivery
+        self.ordered = dialect_ordered(self.dialect) if d.ordered is None else d.ordered
+        if self.ordered:
+            self.limiter = Limiter(1)
+        elif d.adaptive is not None:
+            self.limiter = Limiter(d.adaptive.min, adaptive=True, minimum=d.adaptive.min, maximum=d.adaptive.max)
+        else:
+            self.limiter = Limiter(d.concurrency)
+        self.sender = Sender(self.dialect, transport, RetryPolicy(d), cfg.batch.max_bytes, metrics, self.limiter)
+        if metrics is not None:
+            metrics.buffered_bytes.labels(self.name).set_function(lambda: self.budget.used)
+            metrics.buffered_limit.labels(self.name).set(self.budget.cap)
+            metrics.concurrency_limit.labels(self.name).set_function(lambda: self.limiter.limit)
+            metrics.in_flight.labels(self.name).set_function(lambda: self.limiter.in_flight)
         self.batcher = Batcher(self.max_rows, cfg.batch.max_bytes, cfg.batch.linger, self.ordered,
                                self.budget.release)
         self._workers: list[asyncio.Task] = []
@@ -188,20 +199,30 @@ class RoutePipeline:
         if self.spool is not None:
             self.spool.open()
             self.spool.start(self)
-        workers = 1 if self.ordered else self.cfg.delivery.concurrency
+        workers = 1 if self.ordered else self.limiter.maximum
         for i in range(workers):
             self._workers.append(asyncio.create_task(self._worker(), name=f"route-{self.name}-{i}"))
 
     async def _worker(self) -> None:
+        limiter = self.limiter
         while True:
-            parts = await self.batcher.next_batch()
+            # A slot first, then a batch: while the target is busy, rows wait in the batcher and fill batches.
+            await limiter.acquire()
+            try:
+                parts = await self.batcher.next_batch()
+            except BaseException:
+                limiter.release(started=False)
+                raise
             if parts is None:
+                limiter.release(started=False)
                 return
             key = id(parts)
             self._inflight[key] = parts
+            limiter.start()
             try:
                 await self._deliver(parts)
             finally:
+                limiter.release()
                 del self._inflight[key]
                 self.budget.release(sum(p.nbytes for p in parts))
             # Let the callers that just heard their outcome act on it (an Ingest call that failed withdraws

@@ -22,6 +22,7 @@ from bridge.ops.metrics import Metrics, status_class
 from bridge.ops.redact import Redactor, route_secrets
 from bridge.send import answer
 from bridge.send.compress import compress_async
+from bridge.send.concurrency import BACK_PRESSURE_STATUS, Limiter
 from bridge.send.http import HttpRequest, HttpResponse
 from bridge.send.load import Load
 from bridge.send.retry import RetryPolicy, parse_retry_after, with_retries
@@ -53,8 +54,9 @@ def too_large(n: int, request: HttpRequest, max_bytes: int) -> bool:
 
 class Sender:
     def __init__(self, dialect: Target, transport: Transport, policy: RetryPolicy, max_bytes: int,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, limiter: Limiter | None = None) -> None:
         self.metrics = metrics
+        self.limiter = limiter  # told of every answer (adaptive concurrency)
         self.dialect = dialect
         self.transport = transport
         self.policy = policy
@@ -69,9 +71,15 @@ class Sender:
             response = await self.transport.send(request, body, headers, timeout)
         except TransportError as e:
             self._observe(None, started, len(body))
+            if self.limiter is not None:
+                self.limiter.observe(None, e.kind == "timeout")
             return self._scrubbed(answer.transport_failure(e.kind, e.detail))
         self._observe(response.status, started, len(body))
         outcome = self._scrubbed(self.dialect.answer(response, load.rows))
+        if self.limiter is not None:
+            # Only a request the target took says how long it takes to serve one (as in Vector).
+            self.limiter.observe(time.perf_counter() - started if outcome.ok else None,
+                                 response.status in BACK_PRESSURE_STATUS)
         if outcome.retryable and outcome.retry_after is None:
             outcome.retry_after = parse_retry_after(response.headers.get("retry-after"))
         if not outcome.ok:

@@ -10,7 +10,11 @@ A step is a dict:
 * ``{"slow": 2.0}``: answer 200 (or the step's ``status`` and ``body``) but trickle the body over that many
   seconds;
 * ``{"stall": true}``: hold the request until ``release()`` (or ``POST /_release``);
-* ``{"max_rows": 10}``: a standing rule, not consumed: 413 for any body of more rows.
+* ``{"max_rows": 10}``: a standing rule, not consumed: 413 for any body of more rows;
+* ``{"capacity": 8, "latency": 0.02, "per_request": 0.005}``: a standing rule, a target of limited capacity:
+  it serves 8 requests at a time and answers 503 at once to any more; a request it serves takes
+  ``latency`` plus ``per_request`` for each request in flight (itself included), so its latency rises with
+  load. ``refused`` counts the 503s it gave.
 
 ``times`` in a step repeats it. From the command line
 (``ingest-bridge emulate faulty --port P``): ``POST /_script`` with a JSON
@@ -39,12 +43,18 @@ class FaultyTarget(Emulator):
         self.max_rows: int | None = None
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.capacity: dict | None = None
+        self.refused = 0  # 503s given by the capacity rule
         self._released = asyncio.Event()
 
     def script(self, *steps: dict) -> None:
         for step in steps:
             if "max_rows" in step:
                 self.max_rows = step["max_rows"]
+                continue
+            if "capacity" in step:
+                self.capacity = {"capacity": int(step["capacity"]), "latency": float(step.get("latency", 0)),
+                                 "per_request": float(step.get("per_request", 0))}
                 continue
             self.steps += [step] * int(step.get("times", 1))
 
@@ -73,7 +83,7 @@ class FaultyTarget(Emulator):
 
     async def _control_state(self, _: web.Request) -> web.Response:
         return web.json_response({"requests": len(self.requests), "rows": len(self.rows), "steps": len(self.steps),
-                                  "in_flight": self.in_flight})
+                                  "in_flight": self.in_flight, "refused": self.refused})
 
     async def ingest(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
@@ -109,6 +119,14 @@ class FaultyTarget(Emulator):
                 self._keep(cap, rows)
             return web.Response(body=orjson.dumps(step.get("body", {"message": f"scripted {status}"})),
                                 status=status, headers=step.get("headers", {}), content_type="application/json")
+        if self.capacity is not None:
+            c = self.capacity
+            load = self.in_flight  # this request included
+            if load > c["capacity"]:
+                self.refused += 1
+                return web.json_response({"message": f"over capacity: {c['capacity']} requests at a time"},
+                                         status=503)
+            await asyncio.sleep(c["latency"] + c["per_request"] * load)
         if self.max_rows is not None and len(rows) > self.max_rows:
             return web.json_response({"message": f"{len(rows)} rows: too large"}, status=413)
         self._keep(cap, rows)
