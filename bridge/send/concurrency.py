@@ -140,7 +140,9 @@ class Limiter:
         current = self._sum / self._n if self._n else None
         if self._pressure:
             return  # already decreased when it came
-        if current is not None and current >= self._mean + DEVIATIONS * self._var ** 0.5 and self._var > 0:
+        # A rise within the noise (or within 1 %, when the RTT has been flat) is not queueing.
+        threshold = max(DEVIATIONS * self._var ** 0.5, 0.01 * self._mean)
+        if current is not None and current > self._mean + threshold:
             self._decrease()
         elif self._reached and current is not None and current <= self._mean and self.limit < self.maximum:
             if self._ceiling is not None and self.limit >= self._ceiling:

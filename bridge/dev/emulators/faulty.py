@@ -14,7 +14,8 @@ A step is a dict:
 * ``{"capacity": 8, "latency": 0.02, "per_request": 0.005}``: a standing rule, a target of limited capacity:
   it serves 8 requests at a time and answers 503 at once to any more; a request it serves takes
   ``latency`` plus ``per_request`` for each request in flight (itself included), so its latency rises with
-  load. ``refused`` counts the 503s it gave.
+  load. ``refused`` counts the 503s it gave, ``served_load`` sums the requests in flight as each request it
+  served came (over ``served``, the mean concurrency it served at).
 
 ``times`` in a step repeats it. From the command line
 (``ingest-bridge emulate faulty --port P``): ``POST /_script`` with a JSON
@@ -45,6 +46,7 @@ class FaultyTarget(Emulator):
         self.peak_in_flight = 0
         self.capacity: dict | None = None
         self.refused = 0  # 503s given by the capacity rule
+        self.served = self.served_load = 0
         self._released = asyncio.Event()
 
     def script(self, *steps: dict) -> None:
@@ -126,6 +128,8 @@ class FaultyTarget(Emulator):
                 self.refused += 1
                 return web.json_response({"message": f"over capacity: {c['capacity']} requests at a time"},
                                          status=503)
+            self.served += 1
+            self.served_load += load
             await asyncio.sleep(c["latency"] + c["per_request"] * load)
         if self.max_rows is not None and len(rows) > self.max_rows:
             return web.json_response({"message": f"{len(rows)} rows: too large"}, status=413)
