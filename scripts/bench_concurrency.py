@@ -72,7 +72,8 @@ async def run(concurrency: object, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     await asyncio.gather(*(stream(s) for s in range(args.streams)))
     elapsed = time.perf_counter() - started
-    limit = bridge.routes["r"].limiter.limit
+    lim = bridge.routes["r"].limiter
+    limit = lim.limit
     await channel.close()
     await bridge.stop(grace=1.0)
     await target.stop()
@@ -80,7 +81,8 @@ async def run(concurrency: object, args: argparse.Namespace) -> dict:
     return {"setting": str(concurrency), "rows_per_s": acked / elapsed, "seconds": elapsed, "rows": acked,
             "failed_acks": failed, "requests": requests, "refused": target.refused,
             "refused_pct": 100.0 * target.refused / max(1, requests), "limit_at_end": limit,
-            "peak_in_flight": target.peak_in_flight}
+            "peak_in_flight": target.peak_in_flight, "mean_load": target.served_load / max(1, target.served),
+            "changes": f"+{lim.increases}/-{lim.decreases}"}
 
 
 def main() -> int:
@@ -104,7 +106,7 @@ def main() -> int:
         results.append(r)
         print(f"{r['setting']:>22}: {r['rows_per_s']:9.0f} rows/s  {r['seconds']:6.1f}s  requests {r['requests']:6d}"
               f"  refused {r['refused']:5d} ({r['refused_pct']:5.2f} %)  limit at end {r['limit_at_end']:3d}"
-              f"  peak in flight {r['peak_in_flight']}", flush=True)
+              f"  mean load served {r['mean_load']:5.1f}  limit changes {r['changes']}", flush=True)
     fixed = [r for r in results if not r["setting"].startswith("{")]
     best = max(fixed, key=lambda r: r["rows_per_s"])
     adaptive = results[-1]

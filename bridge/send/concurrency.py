@@ -8,7 +8,9 @@ its round-trip time when it succeeded, and whether it was back pressure (HTTP 42
 Adaptive, per interval of about one mean round trip:
 
 * additive increase: +1 when the interval's requests filled the limit, none met back pressure and their mean
-  RTT was no worse than the long-run mean (an EWMA), so the target has shown it takes more;
+  RTT was no worse than the long-run mean (an EWMA), so the target has shown it takes more. Until the first
+  decrease a rise within the noise does not stop the increase either (a start from ``min`` reaches the
+  target's capacity in about as many intervals, not two or three times as many);
 * multiplicative decrease: x``decrease`` when the mean RTT rose above the long-run mean by more than
   ``deviations`` of its deviation (the target is queueing), and at once on back pressure (the target said
   so), at most once per interval, so one burst of refusals costs one decrease.
@@ -144,7 +146,8 @@ class Limiter:
         threshold = max(DEVIATIONS * self._var ** 0.5, 0.01 * self._mean)
         if current is not None and current > self._mean + threshold:
             self._decrease()
-        elif self._reached and current is not None and current <= self._mean and self.limit < self.maximum:
+        elif (self._reached and current is not None and (current <= self._mean or not self.decreases)
+              and self.limit < self.maximum):
             if self._ceiling is not None and self.limit >= self._ceiling:
                 self._ceiling, self._probe_wait = None, 0  # a probe passed: the target takes more now
             elif self._ceiling is not None and self.limit + 1 >= self._ceiling:
