@@ -38,11 +38,18 @@ class Metrics:
         self.in_flight = Gauge(p + "requests_in_flight", "Batches being delivered to the target now", ["route"],
                                registry=r)
         self.spool_bytes = Gauge(p + "spool_bytes", "Bytes of the route's spool on disk", ["route"], registry=r)
+        self.spool_limit = Gauge(p + "spool_bytes_limit", "The cap on the route's spool (spool.max_bytes)", ["route"],
+                                 registry=r)
         self.spool_errors = Counter(p + "spool_errors", "Spool write, fsync, read, dead-letter and cursor failures, "
                                     "and records found damaged, by operation and error", ["route", "op", "error"],
                                     registry=r)
         self.dead_letter_rows = Gauge(p + "dead_letter_rows", "Rows moved to the dead-letter file since start",
                                       ["route"], registry=r)
+
+        self.config_reloads = Counter(p + "config_reloads", "Configuration reloads, by result (ok, error)",
+                                      ["result"], registry=r)
+        for result in ("ok", "error"):
+            self.config_reloads.labels(result)  # both shown from the start, so an alert on errors has a base
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

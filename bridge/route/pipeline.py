@@ -103,6 +103,7 @@ class RoutePipeline:
             if metrics is not None:
                 spool = self.spool
                 metrics.spool_bytes.labels(self.name).set_function(lambda: spool.disk_bytes)
+                metrics.spool_limit.labels(self.name).set(cfg.spool.max_bytes)
                 metrics.dead_letter_rows.labels(self.name).set_function(lambda: spool.dead.rows)
 
     @property
