@@ -43,7 +43,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config, listen: str | None, reuse_port: bool = False) -> None:
+async def _serve(config, listen: str | None, reuse_port: bool = False, path: str | None = None,
+                 watch: bool = False) -> None:
+    from bridge.ingest import reload
     from bridge.ingest.server import Bridge
 
     bridge = Bridge(config, listen=listen, reuse_port=reuse_port)
@@ -52,10 +54,23 @@ async def _serve(config, listen: str | None, reuse_port: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    tasks: set[asyncio.Task] = set()
+    if path is not None:
+        # SIGHUP (and --watch, on a change of the file) reload it; a bad file leaves the running config.
+        def hup() -> None:
+            task = loop.create_task(bridge.reload(path))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, hup)
+        if watch:
+            tasks.add(loop.create_task(reload.watch(bridge, path)))
     print(f"ingest-bridge {__version__} serving gRPC on {bridge.listen} (port {bridge.port})"
           + (f", ops HTTP on port {bridge.http_port}" if bridge.http_port else ""), flush=True)
     await stop.wait()
     logging.getLogger("bridge").info("shutting down: delivering what is buffered")
+    for task in tasks:
+        task.cancel()
     await bridge.stop()
 
 
@@ -69,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     args.redact.secrets = config_secrets(config)
     if args.workers <= 1:
         try:
-            _run(_serve(config, args.listen))
+            _run(_serve(config, args.listen, path=args.config, watch=args.watch))
         except SpoolError as e:
             print(f"ingest-bridge: {e}", file=sys.stderr)
             return 2
@@ -196,6 +211,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True, help="YAML configuration file")
     s.add_argument("--listen", help="gRPC HOST:PORT (overrides the config's listen)")
     s.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    s.add_argument("--watch", action="store_true",
+                   help="reload the config when its file changes (SIGHUP always reloads it; one process only)")
     s.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("check", help="validate a configuration and print the resolved routes")

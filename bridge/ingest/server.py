@@ -107,6 +107,28 @@ class Bridge:
         self.ready = False
         self._health_task: asyncio.Task | None = None
         self._route_state: dict[str, int] = {}
+        # Config reloads: one at a time; per route, the switch from its previous version still under way.
+        self._reloading = asyncio.Lock()
+        self.switching: dict[str, asyncio.Task] = {}
+        self._health_names = set(self.routes)
+
+    async def reload(self, path: str | Path) -> bool:
+        """Apply a changed configuration file (bridge/ingest/reload.py); False when it is bad (nothing changes)."""
+        from bridge.ingest import reload
+
+        async with self._reloading:
+            return await reload.reload(self, path)
+
+    async def routes_changed(self) -> None:
+        """Health for routes a reload added or removed."""
+        serving, unknown = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        for name in [n for n in self.routes if n not in self._health_names]:
+            self._health_names.add(name)
+            await self.health.set(ROUTE_HEALTH_PREFIX + name, serving)
+        for name in [n for n in self._health_names if n not in self.routes]:
+            self._health_names.discard(name)
+            self._route_state.pop(name, None)
+            await self.health.set(ROUTE_HEALTH_PREFIX + name, unknown)
 
     async def start(self) -> None:
         limits = self.config.limits
@@ -165,7 +187,7 @@ class Bridge:
         """A route whose buffer is full is NOT_SERVING (it pushes back) until it delivers again."""
         serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
         while True:
-            for name, route in self.routes.items():
+            for name, route in list(self.routes.items()):  # a reload may change the routes meanwhile
                 state = not_serving if route.full else serving
                 if self._route_state.get(name, serving) != state:
                     self._route_state[name] = state
@@ -205,9 +227,10 @@ class Bridge:
             await self.health.set(name, not_serving)
         # In-flight calls wait for their tickets while the routes flush what they hold.
         stopping = [r.close(grace) for r in self.routes.values()]
+        stopping += [asyncio.wait_for(asyncio.shield(t), grace) for t in list(self.switching.values())]
         if self.server is not None:
             stopping.append(self.server.stop(grace + 1.0))
-        await asyncio.gather(*stopping)
+        await asyncio.gather(*stopping, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transport.close()

@@ -43,6 +43,8 @@ class IngestService:
     def __init__(self, routes: dict[str, RoutePipeline], access: Access | None = None,
                  max_pending_acks: int = 1000, max_rows_per_message: int = 100_000, max_calls: int = 1000) -> None:
         self.routes = routes
+        # Routes a reload removed, while they deliver what they hold: their callers' acks still need them.
+        self.retired: dict[str, RoutePipeline] = {}
         self.max_calls = max_calls
         self.calls = 0  # ingest calls open now
         self.access = access or Access(None)
@@ -69,9 +71,12 @@ class IngestService:
         return caller
 
     def _route(self, name: str, previous: RoutePipeline | None, caller: Caller) -> RoutePipeline:
+        if not name and previous is not None:
+            # By name, not the pipeline: a reload may have replaced or removed the route since.
+            name = previous.name
+            if name in self.routes:
+                return self.routes[name]
         if not name:
-            if previous is not None:
-                return previous
             raise BatchRejected(
                 "INVALID_ARGUMENT", "ROUTE_REQUIRED",
                 "the request names no route (only a message after one that named a route may leave it empty)",
@@ -104,26 +109,27 @@ class IngestService:
     async def _admit(self, request: pb.IngestRequest, size: int, route: RoutePipeline,
                      context: grpc.aio.ServicerContext, track: list[Ticket] | None = None) -> Ticket:
         # Room first, then decode: a caller waiting for room holds its protobuf message, not its decoded rows.
-        charge = route.charge(request, size)
-        await route.reserve(charge)
-        try:
-            rows, errors = route.prepare(request, size)
-        except BatchRejected:
-            route.budget.release(charge)
-            raise
-        except BaseException as e:
-            route.budget.release(charge)
-            if not isinstance(e, Exception):
+        async with route.admission():
+            charge = route.charge(request, size)
+            await route.reserve(charge)
+            try:
+                rows, errors = route.prepare(request, size)
+            except BatchRejected:
+                route.budget.release(charge)
                 raise
-            # A fault in the bridge is INTERNAL with a reason, never an UNKNOWN without one.
-            log.exception("route=%s seq=%d cannot decode the request", route.name, request.sequence)
-            raise BatchRejected("INTERNAL", "BRIDGE_ERROR",
-                                f"internal error while decoding the request: {type(e).__name__}") from None
-        ticket = Ticket(route.name, request.sequence, acks.request_rows(request), errors, _deadline(context))
-        if track is not None:
-            # Tracked before submit: a caller that leaves now must not strand rows.
-            track.append(ticket)
-        await route.submit(ticket, rows, charge, size)
+            except BaseException as e:
+                route.budget.release(charge)
+                if not isinstance(e, Exception):
+                    raise
+                # A fault in the bridge is INTERNAL with a reason, never an UNKNOWN without one.
+                log.exception("route=%s seq=%d cannot decode the request", route.name, request.sequence)
+                raise BatchRejected("INTERNAL", "BRIDGE_ERROR",
+                                    f"internal error while decoding the request: {type(e).__name__}") from None
+            ticket = Ticket(route.name, request.sequence, acks.request_rows(request), errors, _deadline(context))
+            if track is not None:
+                # Tracked before submit: a caller that leaves now must not strand rows.
+                track.append(ticket)
+            await route.submit(ticket, rows, charge, size)
         return ticket
 
     async def _next(self, sized: Sized, previous: RoutePipeline | None, caller: Caller,
@@ -141,7 +147,11 @@ class IngestService:
         return request.route or (previous.name if previous else "")
 
     def _ack(self, t: Ticket) -> pb.BatchAck:
-        return acks.ticket_ack(t, self.routes[t.route].dialect.resource_type)
+        return acks.ticket_ack(t, self._pipeline(t.route).dialect.resource_type)
+
+    def _pipeline(self, name: str) -> RoutePipeline:
+        """A ticket's route: the configured one, or one a reload removed that still delivers its rows."""
+        return self.routes.get(name) or self.retired[name]
 
     # -- unary -----------------------------------------------------------------------
     async def IngestBatch(self, sized: Sized, context: grpc.aio.ServicerContext) -> pb.BatchAck:
@@ -161,7 +171,7 @@ class IngestService:
         try:
             t = await ticket.future
         except asyncio.CancelledError:
-            self.routes[ticket.route].forget(ticket)
+            self._pipeline(ticket.route).forget(ticket)
             raise
         ack = self._ack(t)
         if t.failure is not None:
@@ -222,7 +232,7 @@ class IngestService:
             # withdrawn, rows in a batch being retried leave it before the next attempt; only a request already
             # on the wire goes on (its outcome can no longer reach the caller, who resends what was not acked).
             for t in live:
-                self.routes[t.route].forget(t)
+                self._pipeline(t.route).forget(t)
             if not reader.done():
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -251,7 +261,7 @@ class IngestService:
             # is reported delivered.
             for t in tickets:
                 if not t.future.done():
-                    self.routes[t.route].forget(t, "the call ended at an earlier batch's failure")
+                    self._pipeline(t.route).forget(t, "the call ended at an earlier batch's failure")
 
         def on_done(fut: asyncio.Future[Ticket]) -> None:
             t = fut.result()
@@ -302,7 +312,7 @@ class IngestService:
                     await reader
             for t in tickets:
                 if not t.future.done():
-                    self.routes[t.route].forget(t)
+                    self._pipeline(t.route).forget(t)
 
     def _summary(self, tickets: list[Ticket]) -> pb.IngestSummary:
         summary = pb.IngestSummary()

@@ -14,7 +14,9 @@ parts in a batch being retried leave it before the next attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,16 +62,7 @@ class RoutePipeline:
         self.metrics = metrics
         self.name = cfg.name
         self.dialect = DIALECTS[cfg.dialect](cfg)
-        self.transcoder = transcoder(Plan(
-            route=cfg.name,
-            timestamps=cfg.options.get("timestamps", "rfc3339"),
-            rfc3339_columns=self.dialect.rfc3339_columns(),
-            descriptor_set=cfg.options.get("descriptor_set") or "",
-            columns=cfg.columns or (),
-            parse_json=bool(cfg.columns) or self.dialect.parses_json_rows(),
-            limits=limits,
-            row_checks=(self.dialect.reject_ops, self.dialect.check_rows),
-        ))
+        self.apply_limits(limits)
         self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
         cap = self.dialect.rows_per_request()
         self.max_rows = cfg.batch.max_rows if cap is None else max(1, min(cap, cfg.batch.max_rows))
@@ -93,6 +86,9 @@ class RoutePipeline:
         self.batcher = Batcher(self.max_rows, cfg.batch.max_bytes, cfg.batch.linger, self.ordered,
                                self.budget.release)
         self._workers: list[asyncio.Task] = []
+        self.admitting = 0  # callers' messages between reserve() and submit()
+        self._admitted = asyncio.Event()
+        self._started = asyncio.Event()  # a spooled route takes rows once its log is open
         self._inflight: dict[int, list[Part]] = {}
         self._closing = False
         # The reason of the last batch that failed for good, None after a delivered one (for /readyz).
@@ -105,6 +101,39 @@ class RoutePipeline:
                 metrics.spool_bytes.labels(self.name).set_function(lambda: spool.disk_bytes)
                 metrics.spool_limit.labels(self.name).set(cfg.spool.max_bytes)
                 metrics.dead_letter_rows.labels(self.name).set_function(lambda: spool.dead.rows)
+
+    def apply_limits(self, limits: LimitsConfig | None) -> None:
+        """(Re)build the transcoder with the bridge's limits; a reload applies new limits so, to new requests."""
+        cfg = self.cfg
+        self.transcoder = transcoder(Plan(
+            route=cfg.name,
+            timestamps=cfg.options.get("timestamps", "rfc3339"),
+            rfc3339_columns=self.dialect.rfc3339_columns(),
+            descriptor_set=cfg.options.get("descriptor_set") or "",
+            columns=cfg.columns or (),
+            parse_json=bool(cfg.columns) or self.dialect.parses_json_rows(),
+            limits=limits,
+            row_checks=(self.dialect.reject_ops, self.dialect.check_rows),
+        ))
+
+    @contextlib.asynccontextmanager
+    async def admission(self) -> AsyncIterator[None]:
+        """Around a message's reserve() ... submit(): a route being replaced waits for these before it drains."""
+        self.admitting += 1
+        try:
+            yield
+        finally:
+            self.admitting -= 1
+            if not self.admitting:
+                self._admitted.set()
+
+    async def retire(self, timeout: float) -> None:
+        """The route left the routing table (a reload changed or removed it): let the messages already being
+        admitted in, deliver everything it holds (within ``timeout``), then stop."""
+        while self.admitting:
+            self._admitted.clear()
+            await self._admitted.wait()
+        await self.close(timeout)
 
     @property
     def full(self) -> bool:
@@ -166,6 +195,11 @@ class RoutePipeline:
             ticket.finish()
             return
         if self.spool is not None:
+            if not self._started.is_set():
+                await self._started.wait()  # a reload: the route it replaces still has the log
+                if self._closing:
+                    self.budget.release(nbytes)
+                    raise _shutting_down()
             try:
                 await self.spool.accept(ticket, rows)  # the caller's ack waits for the fsync, not the target
             finally:
@@ -203,6 +237,7 @@ class RoutePipeline:
         workers = 1 if self.ordered else self.limiter.maximum
         for i in range(workers):
             self._workers.append(asyncio.create_task(self._worker(), name=f"route-{self.name}-{i}"))
+        self._started.set()
 
     async def _worker(self) -> None:
         limiter = self.limiter
