@@ -20,16 +20,33 @@ import contextlib
 import hashlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bridge.config import load_config
 from bridge.ingest.access import Access
+from bridge.ingest.service import IngestService
 from bridge.model.config import BridgeConfig
 from bridge.model.errors import ConfigError, SpoolError
+from bridge.ops.metrics import Metrics
+from bridge.route.budget import ByteBudget
 from bridge.route.pipeline import RoutePipeline
+from bridge.send.transport import Transport
 
-if TYPE_CHECKING:
-    from bridge.ingest.server import Bridge
+
+class Bridge(Protocol):
+    """What a reload changes of the running bridge (``bridge.ingest.server.Bridge``; declared here, one-way)."""
+
+    config: BridgeConfig
+    routes: dict[str, RoutePipeline]
+    service: IngestService
+    transport: Transport
+    budget: ByteBudget
+    metrics: Metrics
+    switching: dict[str, asyncio.Task]
+
+    async def reload(self, path: str | Path) -> bool: ...
+
+    async def routes_changed(self) -> None: ...
 
 log = logging.getLogger("bridge.ingest.reload")
 
