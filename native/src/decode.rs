@@ -13,6 +13,9 @@ use crate::wire::{fixed64s, varints, Reader, FIXED64, LEN, VARINT};
 
 /// The deepest `max_depth` taken natively: orjson refuses deeper documents than about 250.
 pub const MAX_DEPTH: u32 = 200;
+/// All-null batches larger than this are left to the Python transcoder (rows, and rows times columns).
+const ALL_NULL_ROWS: usize = 1 << 16;
+const ALL_NULL_CELLS: usize = 1 << 22;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -519,22 +522,32 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
     }
     let length = match length {
         Some(n) => n,
-        None => cols
-            .iter()
-            .map(|c| c.null_rows.iter().map(|&r| r as u32 as usize + 1).max().unwrap_or(0))
-            .max()
-            .unwrap_or(0),
-    };
-    let mut null = vec![vec![false; length]; cols.len()];
-    for (j, c) in cols.iter().enumerate() {
-        for &r in &c.null_rows {
-            let r = r as u32 as usize;
-            if r >= length {
+        None => {
+            // Every column is all null: the null rows say how many rows there are. A few bytes can ask for
+            // billions (the service refuses over max_rows_per_message first); huge ones stay with Python.
+            let n = cols
+                .iter()
+                .map(|c| c.null_rows.iter().map(|&r| r as u32 as usize + 1).max().unwrap_or(0))
+                .max()
+                .unwrap_or(0);
+            if n > ALL_NULL_ROWS || n.saturating_mul(cols.len()) > ALL_NULL_CELLS {
                 return Err(Fail::Fallback);
             }
-            null[j][r] = true;
+            n
         }
+    };
+    // Per column, its null rows in order (sparse: a column's cost is its own null rows, not the row count).
+    let mut null: Vec<Vec<usize>> = Vec::with_capacity(cols.len());
+    for c in &cols {
+        let mut rows: Vec<usize> = c.null_rows.iter().map(|&r| r as u32 as usize).collect();
+        if rows.iter().any(|&r| r >= length) {
+            return Err(Fail::Fallback);
+        }
+        rows.sort_unstable();
+        rows.dedup();
+        null.push(rows);
     }
+    let mut next_null = vec![0usize; cols.len()];
     if cols.is_empty() && length == 0 && !ops.is_empty() {
         return Err(Fail::Fallback);
     }
@@ -547,6 +560,11 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
     let mut index = Vec::new();
     let mut kept_ops = Vec::new();
     for i in 0..length {
+        for (j, rows) in null.iter().enumerate() {
+            while next_null[j] < rows.len() && rows[next_null[j]] < i {
+                next_null[j] += 1;
+            }
+        }
         if bad.contains_key(&i) {
             continue;
         }
@@ -557,7 +575,7 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
             }
             d.buf.extend_from_slice(k);
             match &cells[j] {
-                Some(cc) if !null[j][i] => d.buf.extend_from_slice(cc.cell(i)),
+                Some(cc) if null[j].get(next_null[j]) != Some(&i) => d.buf.extend_from_slice(cc.cell(i)),
                 _ => d.buf.extend_from_slice(b"null"),
             }
         }
