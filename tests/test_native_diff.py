@@ -19,16 +19,17 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, Phase, assume, event, given, settings
 from hypothesis import strategies as st
 
-from bridge import acks, formats, transcode
-from bridge.config_model import LimitsConfig
-from bridge.decode import Decoder
-from bridge.errors import BatchRejected
+from bridge.ingest import acks
+from bridge.model.config import LimitsConfig
+from bridge.model.errors import BatchRejected
+from bridge.model.rows import Rows
 from bridge.proto import pb
-from bridge.rows import Rows
-from bridge.timefmt import formatter
+from bridge.transcode import formats
+from bridge.transcode.decode import Decoder
+from bridge.transcode.native import _native as native
+from bridge.transcode.timefmt import formatter
 from tests.test_fuzz import ODD_NAMES, column_batches, columns, ops, row_batches, text, values
 
-native = transcode._native
 pytestmark = pytest.mark.skipif(native is None, reason="bridge._native is not built (no cargo at install time)")
 
 MODES = ("rfc3339", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")

@@ -9,10 +9,12 @@ import sys
 import pytest
 import yaml
 
-from bridge import sample, transcode
+from bridge import transcode
 from bridge.config import parse_config
-from bridge.pipeline import RoutePipeline
+from bridge.dev import sample
+from bridge.route.pipeline import RoutePipeline
 from bridge.send.transport import Transport
+from bridge.transcode.native import _native
 
 
 def version(env: dict[str, str]) -> str:
@@ -22,7 +24,7 @@ def version(env: dict[str, str]) -> str:
 
 
 def test_version_names_the_transcoder() -> None:
-    built = transcode._native is not None
+    built = _native is not None
     assert version({"INGEST_BRIDGE_PURE": "0"}).splitlines()[1] == f"transcoder: {'native' if built else 'python'}"
     assert version({"INGEST_BRIDGE_PURE": "1"}).splitlines()[1] == "transcoder: python"
 
@@ -42,16 +44,16 @@ def pipelines() -> dict[str, RoutePipeline]:
     return {name: RoutePipeline(r, transport) for name, r in cfg.routes.items()}
 
 
-@pytest.mark.skipif(transcode._native is None, reason="bridge._native is not built (no cargo at install time)")
+@pytest.mark.skipif(_native is None, reason="bridge._native is not built (no cargo at install time)")
 def test_routes_choose_native_only_for_rows_sent_as_they_are(monkeypatch) -> None:
     monkeypatch.delenv(transcode.PURE_ENV, raising=False)
-    got = {name: p.native is not None for name, p in pipelines().items()}
+    got = {name: p.transcoder.name == "native" for name, p in pipelines().items()}
     assert got == {"ndjson": True, "array": True, "csv": False, "declared": False, "timeplus": False}
     monkeypatch.setenv(transcode.PURE_ENV, "1")
-    assert not any(p.native is not None for p in pipelines().values())
+    assert not any(p.transcoder.name == "native" for p in pipelines().values())
 
 
-@pytest.mark.skipif(transcode._native is None, reason="bridge._native is not built (no cargo at install time)")
+@pytest.mark.skipif(_native is None, reason="bridge._native is not built (no cargo at install time)")
 def test_prepare_gives_the_same_body_on_both_paths(monkeypatch) -> None:
     """Through RoutePipeline.prepare and the route's encoder, as the service calls them (with the wire bytes)."""
     monkeypatch.delenv(transcode.PURE_ENV, raising=False)

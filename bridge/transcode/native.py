@@ -45,6 +45,7 @@ def takes(plan: Plan) -> bool:
 
 class NativeTranscoder:
     name = "native"
+    validator = None  # a route that declares columns never takes this transcoder (see ``takes``)
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
