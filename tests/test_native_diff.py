@@ -243,3 +243,16 @@ def test_native_row_errors_are_the_python_reasons() -> None:
         (5, "bad value: timestamp 253402300800s is outside 0001-01-01..9999-12-31"),
     ]
     assert compare(Opts("rfc3339", 20, 1, 1000), raw) == "rows with errors"
+
+
+def test_a_map_entry_with_an_unknown_field_is_read_as_upb_reads_it() -> None:
+    """upb keeps such an entry as an unknown field of the map (the map lacks it): found by the damaged-bytes run."""
+
+    def ld(field: int, body: bytes) -> bytes:
+        return bytes([field << 3 | 2, len(body)]) + body
+
+    entry = ld(1, b"a") + ld(2, b"") + b"\x18\x01"  # key "a", value null, then field 3 (unknown)
+    value = ld(10, ld(1, entry) + ld(1, ld(1, b"b")))
+    raw = ld(3, ld(1, b"c") + ld(2, ld(1, value)))
+    assert pb.IngestRequest.FromString(raw).rows.rows[0].values[0].map.fields.keys() == {"b"}
+    assert compare(Opts("rfc3339", 1 << 20, 32, 1000), raw, merged=True) == "python decides"

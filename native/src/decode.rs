@@ -165,8 +165,9 @@ fn map_entry(b: &[u8]) -> R<(&[u8], &[u8])> {
         match r.tag().fb()? {
             (1, LEN) => key = r.bytes().fb()?,
             (2, LEN) if value.is_none() => value = Some(r.bytes().fb()?),
-            (1 | 2, _) => return Err(Fail::Fallback),
-            (_, w) => r.skip(w).fb()?,
+            // Another field given twice, a wrong wire type, or an unknown field (upb then keeps the whole entry
+            // as an unknown field of the map, so the map lacks it): the Python transcoder decides.
+            _ => return Err(Fail::Fallback),
         }
     }
     utf8(key)?;
