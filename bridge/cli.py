@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from bridge import __version__
 from bridge.model.errors import ConfigError, SpoolError
@@ -198,11 +199,21 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """Two lines: argparse's own version action would join them into one."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from bridge.transcode import active
+
+        print(f"ingest-bridge {__version__}\ntranscoder: {active()}")
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ingest-bridge", description="Stream Protobuf rows over gRPC into REST ingest APIs."
     )
-    p.add_argument("--version", action="version", version=f"ingest-bridge {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0, help="print the version and the transcoder, then exit")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="json", choices=["json", "text"], help="log lines as JSON (default) or text")
     sub = p.add_subparsers(dest="command", required=True)

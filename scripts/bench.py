@@ -11,6 +11,7 @@ IngestStream, several streams). In the same run, the references:
 * k6: a third-party gRPC load generator against the bridge (if `k6` is installed).
 
 Usage: python scripts/bench.py [--quick] [--runs N] [--workers 1,2] [--out BENCHMARKS.md]
+       [--transcoder native|python] [--scenarios rows,columns] [--throughput-only]
 Every load loop is bounded in rows and time; only 127.0.0.1 is used.
 """
 
@@ -323,7 +324,7 @@ def run_throughput(args, sink: str, desc: Path, tmp: Path) -> dict[str, Result]:
 
     cls = sample.click_class()
     n_msgs = args.messages
-    payloads = {s: build_requests(s, n_msgs, cls) for s in SCENARIOS}
+    payloads = {s: build_requests(s, n_msgs, cls) for s in args.scenarios}
     results: dict[str, Result] = {}
     for workers in args.workers:
         port = free_port()
@@ -333,7 +334,7 @@ def run_throughput(args, sink: str, desc: Path, tmp: Path) -> dict[str, Result]:
         try:
             wait_port(port)
             for run in range(args.runs):
-                for s in SCENARIOS:
+                for s in args.scenarios:
                     r = results.setdefault(f"{s} x{workers}", Result(f"{s} x{workers}"))
                     measure(proc, port, payloads[s], args.streams, sink, r, args.timeout)
                     print(f"  run {run + 1} {r.name}: {r.rows_per_s[-1]:,.0f} rows/s, "
@@ -346,7 +347,7 @@ def run_throughput(args, sink: str, desc: Path, tmp: Path) -> dict[str, Result]:
     try:
         wait_port(port)
         for _ in range(args.runs):
-            for s in SCENARIOS:
+            for s in args.scenarios:
                 r = results.setdefault(f"{s} floor", Result(f"{s} floor"))
                 measure(floor, port, payloads[s], args.streams, sink, r, args.timeout)
                 print(f"  {r.name}: {r.rows_per_s[-1]:,.0f} rows/s", flush=True)
@@ -652,6 +653,11 @@ def main() -> int:
     p.add_argument("--stall-messages", type=int, default=50)
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    p.add_argument("--transcoder", choices=["native", "python"],
+                   help="the bridge's transcoder (python: INGEST_BRIDGE_PURE=1); default: native where built")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS), help="payload shapes to measure")
+    p.add_argument("--throughput-only", action="store_true",
+                   help="bridge and floor throughput only: no references, latency or stall runs; writes no files")
     args = p.parse_args()
     if args.role == "sink":
         role_sink(args.port)
@@ -663,6 +669,9 @@ def main() -> int:
         args.runs, args.messages, args.workers = 1, 60, "1"
         args.latency_seconds, args.callers, args.stall_seconds, args.stall_messages = 3, 20, 3, 10
     args.workers = [int(x) for x in str(args.workers).split(",")]
+    args.scenarios = [x for x in args.scenarios.split(",") if x]
+    if args.transcoder is not None:
+        os.environ["INGEST_BRIDGE_PURE"] = "1" if args.transcoder == "python" else "0"  # the bridge inherits it
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ingest-bridge-bench-") as tmpname:
         tmp = Path(tmpname)
@@ -673,6 +682,8 @@ def main() -> int:
         try:
             print("throughput (bridge and floor):", flush=True)
             results = run_throughput(args, sink, desc, tmp)
+            if args.throughput_only:
+                return 0
             extra: dict = {}
             print("references:", flush=True)
             extra["http"] = run_http_ceiling(args, sink)

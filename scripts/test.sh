@@ -46,5 +46,13 @@ else
 fi
 
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+# Builds the native transcoder too (native/, Rust) where cargo is there: a failed build falls back to Python,
+# so with cargo present a missing extension is an error here, not a silently slower bridge.
 python3 -m pip install -q -e '.[test]'
+if command -v cargo >/dev/null 2>&1; then
+  python3 -c "import bridge._native" || { echo "cargo is here but bridge._native did not build" >&2; exit 1; }
+fi
+# The transcode-level tests on the pure path as well; the whole suite then runs with the native one.
+INGEST_BRIDGE_PURE=1 python3 -m pytest -q -p no:cacheprovider tests/test_transcode.py tests/test_fuzz.py \
+  tests/test_decode.py
 exec python3 -m pytest -q "$@"

@@ -10,6 +10,7 @@ import grpc
 import pytest
 import yaml
 
+from bridge import transcode
 from bridge.config import parse_config
 from bridge.dev import sample
 from bridge.ingest.server import Bridge
@@ -61,7 +62,11 @@ async def test_metrics_count_every_stage_and_never_show_secrets(ops_bridge, chan
             ready = await r.json()
             assert r.status == 200 and sorted(ready["routes"]) == ["down", "ok"]
             assert ready["routes"]["down"]["last_failure"] == "UPSTREAM_UNREACHABLE"
-            assert ready["routes"]["ok"] == {"full": False, "buffered_bytes": 0, "last_failure": None}
+            # An http NDJSON route takes the native transcoder wherever the process does.
+            used = transcode.active()
+            assert ready["transcoder"] == used
+            assert ready["routes"]["ok"] == {"full": False, "buffered_bytes": 0, "last_failure": None,
+                                             "transcoder": used}
     assert sample_value(text, "ingest_bridge_received_rows_total", {"route": "ok"}) == 10
     assert sample_value(text, "ingest_bridge_received_batches_total", {"route": "ok"}) == 1
     assert sample_value(text, "ingest_bridge_received_bytes_total", {"route": "ok"}) > 0

@@ -114,6 +114,11 @@ class Dialect:
         """Whether ``prepare`` must split JSON rows for this dialect (encoders split them themselves)."""
         return False
 
+    def sends_rows_as_objects(self) -> bool:
+        """Whether every body is the rows' JSON objects as they are (NDJSON, a JSON array) and nothing else reads
+        their values: then rows may reach ``build`` as JSON objects, whatever shape they came in."""
+        return False
+
     def rfc3339_columns(self) -> frozenset[str]:
         """Timestamp columns the target reads only as RFC 3339 strings, whatever the ``timestamps`` option."""
         return frozenset()

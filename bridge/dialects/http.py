@@ -68,6 +68,9 @@ class HttpDialect(Dialect):
             headers.update(auth_headers_from_map(auth["headers"]))
         self.headers = headers
 
+    def sends_rows_as_objects(self) -> bool:
+        return self.format in ("ndjson", "json")
+
     def build(self, rows) -> HttpRequest:
         if self.format == "ndjson":
             body = formats.ndjson(rows)

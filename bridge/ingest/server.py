@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from bridge import transcode
 from bridge.ingest.access import Access
 from bridge.ingest.service import IngestService, Sized
 from bridge.model.config import BridgeConfig, TLSConfig
@@ -33,9 +34,9 @@ def _handlers(service: IngestService) -> grpc.GenericRpcHandler:
         # The wire size is what the request costs in the route's byte budget. A message that does not parse
         # is answered INVALID_ARGUMENT by the service (a raising deserializer would make it INTERNAL).
         try:
-            return pb.IngestRequest.FromString(data), len(data), None
+            return pb.IngestRequest.FromString(data), len(data), None, data
         except DecodeError as e:
-            return pb.IngestRequest(), len(data), str(e) or "cannot parse"
+            return pb.IngestRequest(), len(data), str(e) or "cannot parse", data
 
     ser = pb.BatchAck.SerializeToString
     return grpc.method_handlers_generic_handler(
@@ -169,7 +170,8 @@ class Bridge:
             await self.health.set(name, serving)
         self.ready = True
         self._health_task = asyncio.create_task(self._watch_health())
-        log.info("listening on %s (gRPC port %d), %d route(s)", self.listen, self.port, len(self.routes))
+        log.info("listening on %s (gRPC port %d), %d route(s), transcoder: %s", self.listen, self.port,
+                 len(self.routes), transcode.active())
 
     async def _start_http(self, listen: str) -> None:
         host, _, port = listen.rpartition(":")
@@ -206,8 +208,10 @@ class Bridge:
         body = {
             "ready": self.ready and not full,
             "buffered_bytes": self.budget.used,
+            "transcoder": transcode.active(),
             "routes": {
                 name: {"full": r.full, "buffered_bytes": r.budget.used, "last_failure": r.last_failure,
+                       "transcoder": r.transcoder.name,
                        **({"spool_bytes": r.spool.disk_bytes, "spool_records": r.spool.wal.undelivered,
                            "dead_letter_rows": r.spool.dead.rows, "spool_error": r.spool.problem}
                           if r.spool is not None else {})}

@@ -25,8 +25,9 @@ from bridge.route.pipeline import RoutePipeline, Ticket
 
 log = logging.getLogger("bridge.ingest.service")
 
-# A request as read off the wire: the message, its size, and why it could not be parsed (None when it could).
-Sized = tuple[pb.IngestRequest, int, str | None]
+# A request as read off the wire: the message, its size, why it could not be parsed (None when it could), and
+# its wire bytes (for the native transcoder).
+Sized = tuple[pb.IngestRequest, int, str | None, bytes]
 
 
 async def abort(context: grpc.aio.ServicerContext, st: status_pb2.Status) -> None:
@@ -107,13 +108,14 @@ class IngestService:
                                 "(limits.max_rows_per_message): split it", {"limit": str(self.max_rows)})
 
     async def _admit(self, request: pb.IngestRequest, size: int, route: RoutePipeline,
-                     context: grpc.aio.ServicerContext, track: list[Ticket] | None = None) -> Ticket:
+                     context: grpc.aio.ServicerContext, track: list[Ticket] | None = None,
+                     raw: bytes | None = None) -> Ticket:
         # Room first, then decode: a caller waiting for room holds its protobuf message, not its decoded rows.
         async with route.admission():
             charge = route.charge(request, size)
             await route.reserve(charge)
             try:
-                rows, errors = route.prepare(request, size)
+                rows, errors = route.prepare(request, size, raw)
             except BatchRejected:
                 route.budget.release(charge)
                 raise
@@ -136,11 +138,11 @@ class IngestService:
                     context: grpc.aio.ServicerContext, track: list[Ticket] | None = None
                     ) -> tuple[RoutePipeline, Ticket]:
         """One message: its route (empty means the previous one in a stream) and its ticket."""
-        request, size, bad = sized
+        request, size, bad, raw = sized
         self._check_parsed(bad)
         route = self._route(request.route, previous, caller)
         self._check_rows(request)
-        return route, await self._admit(request, size, route, context, track)
+        return route, await self._admit(request, size, route, context, track, raw)
 
     @staticmethod
     def _name(request: pb.IngestRequest, previous: RoutePipeline | None) -> str:

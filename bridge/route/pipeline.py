@@ -112,6 +112,7 @@ class RoutePipeline:
             descriptor_set=cfg.options.get("descriptor_set") or "",
             columns=cfg.columns or (),
             parse_json=bool(cfg.columns) or self.dialect.parses_json_rows(),
+            rows_as_objects=self.dialect.sends_rows_as_objects(),
             limits=limits,
             row_checks=(self.dialect.reject_ops, self.dialect.check_rows),
         ))
@@ -143,13 +144,14 @@ class RoutePipeline:
         return self.budget.blocked or (self.budget.parent is not None and self.budget.parent.blocked)
 
     # -- receive side ------------------------------------------------------------
-    def prepare(self, request: Any, size: int | None = None) -> tuple[Rows, list[RowError]]:
+    def prepare(self, request: Any, size: int | None = None, raw: bytes | None = None
+                ) -> tuple[Rows, list[RowError]]:
         """Transcode one request: the rows to send and the rows rejected (by caller index).
 
-        ``size`` is the request's wire size (see ``Transcoder.transcode``). On a ``reject_batch`` route one
-        bad row refuses the request.
+        ``size`` is the request's wire size and ``raw`` its wire bytes (see ``Transcoder.transcode``). On a
+        ``reject_batch`` route one bad row refuses the request.
         """
-        rows, errors = self.transcoder.transcode(request, size)
+        rows, errors = self.transcoder.transcode(request, size, raw)
         if errors and self.cfg.on_bad_row == "reject_batch":
             raise BatchRejected(
                 "INVALID_ARGUMENT", "INVALID_ROWS",

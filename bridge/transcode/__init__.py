@@ -10,18 +10,23 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from bridge.model.rows import RowError, Rows
+from bridge.transcode.native import PURE_ENV, NativeTranscoder, active, takes
 from bridge.transcode.plan import Plan, RowCheck
 from bridge.transcode.python import PythonTranscoder
 
-__all__ = ["Plan", "PythonTranscoder", "RowCheck", "Transcoder", "transcoder"]
+__all__ = ["PURE_ENV", "NativeTranscoder", "Plan", "PythonTranscoder", "RowCheck", "Transcoder", "active",
+           "transcoder"]
 
 
 class Transcoder(Protocol):
     name: str
 
-    def transcode(self, request: Any, size: int | None = None) -> tuple[Rows, list[RowError]]: ...
+    def transcode(self, request: Any, size: int | None = None, raw: bytes | None = None
+                  ) -> tuple[Rows, list[RowError]]: ...
 
 
 def transcoder(plan: Plan) -> Transcoder:
-    """The transcoder for a route's plan."""
+    """The transcoder for a route's plan: the native one where it is built, allowed and covers the route."""
+    if active() == "native" and takes(plan):
+        return NativeTranscoder(plan)
     return PythonTranscoder(plan)

@@ -31,6 +31,8 @@ class Plan:
     columns: tuple[ColumnSpec, ...] = ()
     # JSON rows are split into their top-level members (a dialect re-forms them, or they are validated).
     parse_json: bool = False
+    # The target's bodies are the rows' JSON objects as they are: a transcoder may give any rows as JSON objects.
+    rows_as_objects: bool = False
     limits: LimitsConfig | None = None
     # Run in order on the decoded rows; the rows they name are dropped.
     row_checks: tuple[RowCheck, ...] = ()

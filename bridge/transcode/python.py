@@ -30,11 +30,13 @@ class PythonTranscoder:
         self.decoder = Decoder(ts, messages, mode=plan.timestamps, limits=plan.limits, rfc3339_columns=fixed)
         self.validator = Validator(plan.columns, plan.timestamps, fixed) if plan.columns else None
 
-    def transcode(self, request: Any, size: int | None = None) -> tuple[Rows, list[RowError]]:
+    def transcode(self, request: Any, size: int | None = None, raw: bytes | None = None
+                  ) -> tuple[Rows, list[RowError]]:
         """One IngestRequest's rows to send, and its rejected rows by caller index (sorted).
 
         ``size`` is the request's wire size: below ``limits.max_value_bytes`` no value can be too long, so
-        lengths go unchecked. A request that cannot be read at all raises BatchRejected.
+        lengths go unchecked. ``raw``, its wire bytes, is not needed here. A request that cannot be read at all
+        raises BatchRejected.
         """
         self.decoder.begin(request.ByteSize() if size is None else size)
         kind = request.WhichOneof("payload")
@@ -53,11 +55,16 @@ class PythonTranscoder:
         if self.validator is not None:
             rows, more = self.validator.check(rows, objects)
             errors += more
-        for check in self.plan.row_checks:
-            more = check(rows)
-            if more:
-                bad = {e.index for e in more}
-                rows = rows.select([p for p in range(len(rows)) if rows.caller_index(p) not in bad])
-                errors += more
-        errors.sort(key=lambda e: e.index)
-        return rows, errors
+        return row_checks(self.plan, rows, errors)
+
+
+def row_checks(plan: Plan, rows: Rows, errors: list[RowError]) -> tuple[Rows, list[RowError]]:
+    """The dialect's row checks on decoded rows: the rows they name are dropped; all errors sorted by index."""
+    for check in plan.row_checks:
+        more = check(rows)
+        if more:
+            bad = {e.index for e in more}
+            rows = rows.select([p for p in range(len(rows)) if rows.caller_index(p) not in bad])
+            errors += more
+    errors.sort(key=lambda e: e.index)
+    return rows, errors

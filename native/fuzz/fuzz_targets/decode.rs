@@ -1,0 +1,36 @@
+//! The native decoder over arbitrary bytes, under each timestamps mode and limits small and large: it
+//! must answer (rows or None) without a panic; every row it writes must be one JSON object.
+#![no_main]
+
+use bridge_native::decode::{decode, Options};
+use bridge_native::timefmt::Mode;
+use libfuzzer_sys::fuzz_target;
+
+const MODES: [Mode; 5] = [Mode::Rfc3339, Mode::EpochS, Mode::EpochMs, Mode::EpochUs, Mode::EpochNs];
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte picks the options; the rest is the request.
+    let Some((&pick, request)) = data.split_first() else { return };
+    let o = Options {
+        mode: MODES[(pick % 5) as usize],
+        max_value: [4, 64, 1 << 20][(pick as usize / 5) % 3],
+        max_depth: [1, 3, 32, 200][(pick as usize / 15) % 4],
+        max_columns: if pick & 0x80 != 0 { 2 } else { 1000 },
+    };
+    if let Some(d) = decode(request, request.len() as u64, &o) {
+        let mut start = 0;
+        for &end in &d.ends {
+            let row = &d.buf[start..end];
+            assert!(row.first() == Some(&b'{') && row.last() == Some(&b'}'));
+            assert!(std::str::from_utf8(row).is_ok());
+            start = end;
+        }
+        assert_eq!(start, d.buf.len());
+        if let Some(ops) = &d.ops {
+            assert_eq!(ops.len(), d.ends.len());
+        }
+        if let Some(index) = &d.index {
+            assert_eq!(index.len(), d.ends.len());
+        }
+    }
+});

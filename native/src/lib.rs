@@ -1,0 +1,12 @@
+//! ingest-bridge's native transcoder: IngestRequest wire bytes to JSON rows, byte for byte what the
+//! Python transcoder writes. The reader has no `unsafe`; the Python binding is in `py`.
+#![deny(unsafe_code)]
+
+pub mod decode;
+pub mod json;
+pub mod timefmt;
+pub mod wire;
+
+#[cfg(feature = "python")]
+#[allow(unsafe_code)] // PyO3's generated glue only; no unsafe is written by hand
+mod py;
