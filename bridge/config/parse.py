@@ -222,6 +222,9 @@ _LIMIT_RULES: dict[str, tuple[Callable[[Any], Any], str, float | None, bool]] = 
     "max_pending_acks": (_int, "a positive integer", 1, False),
     "handshake_timeout": (parse_duration, "a duration such as 10s (> 0)", 0, True),
     "idle_timeout": (parse_duration, "a duration such as 15m (> 0)", 0, True),
+    "max_connection_age": (parse_duration, "a duration such as 10m (> 0)", 0, True),
+    "max_connection_age_grace": (parse_duration, "a duration such as 30s (>= 0)", 0, False),
+    "shutdown_grace": (parse_duration, "a duration such as 25s (>= 0)", 0, False),
 }
 
 

@@ -142,6 +142,8 @@ class Bridge:
                 ("grpc.keepalive_timeout_ms", 20_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.max_connection_idle_ms", int(limits.idle_timeout * 1000)),
+                ("grpc.max_connection_age_ms", int(limits.max_connection_age * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(limits.max_connection_age_grace * 1000)),
                 ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
                 ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
                 ("grpc.http2.bdp_probe", 0),
@@ -221,20 +223,33 @@ class Bridge:
         # A failing target does not make the pod unready (that would take the app down with it); a full buffer does.
         return web.json_response(body, status=200 if body["ready"] else 503)
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop taking calls, deliver what is buffered (within ``grace``), close connections."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain, then stop: health NOT_SERVING and new calls refused at once (UNAVAILABLE + RetryInfo,
+        BRIDGE_SHUTTING_DOWN); batches in flight have ``grace`` (``limits.shutdown_grace``) to be delivered;
+        open calls end once their admitted batches are answered, and what was not delivered in time is
+        answered UNAVAILABLE for the caller to resend. A spooled route acknowledges what is fsynced and stops."""
+        grace = self.config.limits.shutdown_grace if grace is None else grace
         self.ready = False
+        self.service.drain()
         if self._health_task is not None:
             self._health_task.cancel()
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME, *(ROUTE_HEALTH_PREFIX + r for r in self.routes)):
             await self.health.set(name, not_serving)
-        # In-flight calls wait for their tickets while the routes flush what they hold.
+        log.info("draining: %d call(s) open, up to %.1fs to deliver what is buffered", self.service.calls, grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace + 1.0
+        # Routes being switched by a reload finish their old version's drain within the same grace.
         stopping = [r.close(grace) for r in self.routes.values()]
         stopping += [asyncio.wait_for(asyncio.shield(t), grace) for t in list(self.switching.values())]
-        if self.server is not None:
-            stopping.append(self.server.stop(grace + 1.0))
         await asyncio.gather(*stopping, return_exceptions=True)
+        # The calls end by themselves once their tickets are answered; a caller that does not read its
+        # answers is not waited for past the grace.
+        while self.service.calls > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self.server is not None:
+            await self.server.stop(max(0.0, min(1.0, deadline - loop.time())))
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transport.close()
+        log.info("stopped")

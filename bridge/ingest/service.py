@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 from bridge.ingest import acks, status
 from bridge.ingest.access import Access, Caller
 from bridge.model.errors import BatchRejected
+from bridge.model.tickets import SHUTTING_DOWN
 from bridge.proto import pb
 from bridge.route.pipeline import RoutePipeline, Ticket
 
@@ -51,6 +52,12 @@ class IngestService:
         self.access = access or Access(None)
         self.max_pending_acks = max_pending_acks
         self.max_rows = max_rows_per_message
+        # Set on SIGTERM: no new call or message is taken; open calls end once their admitted batches are
+        # answered, with UNAVAILABLE + RetryInfo, so that callers resend the rest to another bridge.
+        self.draining = asyncio.Event()
+
+    def drain(self) -> None:
+        self.draining.set()
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
         """Who is calling; a call without a valid token ends here, before any message is read."""
@@ -63,6 +70,8 @@ class IngestService:
     async def _open(self, context: grpc.aio.ServicerContext) -> Caller:
         """A new ingest call: its caller, and one of ``max_calls`` slots (the caller releases it)."""
         caller = await self._caller(context)
+        if self.draining.is_set():
+            await abort(context, acks.rejected_status(shutting_down(), "", None))
         if self.calls >= self.max_calls:
             e = BatchRejected("UNAVAILABLE", "TOO_MANY_CALLS",
                               f"{self.calls} calls are open, the limit is {self.max_calls} (limits.max_calls); "
@@ -199,35 +208,69 @@ class IngestService:
         room = asyncio.Semaphore(self.max_pending_acks)
         queue: asyncio.Queue[Ticket | pb.BatchAck | None] = asyncio.Queue()
         live: list[Ticket] = []
+        reading = True  # the reader waits for the caller's next message (not admitting one)
+        cut = False  # the call ends before the caller's last message: it must resend what is not acknowledged
 
         async def read() -> None:
+            nonlocal reading, cut
             previous = None
             try:
                 async for sized in requests:
+                    reading = False
                     request = sized[0]
                     await room.acquire()
+                    if self.draining.is_set():
+                        cut = True  # not admitted, never acknowledged: the caller resends it elsewhere
+                        return
                     try:
                         previous, ticket = await self._next(sized, previous, caller, context, live)
                     except BatchRejected as e:
+                        if e.reason == "BRIDGE_SHUTTING_DOWN":
+                            cut = True
+                            return
                         name = self._name(request, previous)
                         await queue.put(acks.rejected_ack(e, name, request.sequence, acks.request_rows(request)))
                         continue
+                    finally:
+                        reading = True
                     await queue.put(ticket)
             finally:
                 queue.put_nowait(None)
 
+        async def next_item() -> Ticket | pb.BatchAck | None:
+            nonlocal cut
+            if queue.empty() and not self.draining.is_set():
+                drain = asyncio.ensure_future(self.draining.wait())
+                get = asyncio.ensure_future(queue.get())
+                await asyncio.wait({get, drain}, return_when=asyncio.FIRST_COMPLETED)
+                drain.cancel()
+                if get.done():
+                    return get.result()
+                get.cancel()
+            if self.draining.is_set() and reading and not reader.done():
+                # A reader waiting for the caller's next message stops now; one admitting a message finishes
+                # it (a spooled record is acknowledged once fsynced).
+                cut = True
+                reader.cancel()
+            return await queue.get()
+
         reader = asyncio.create_task(read())
         try:
             while True:
-                item = await queue.get()
+                item = await next_item()
                 if item is None:
                     break
                 if isinstance(item, Ticket):
                     t = await item.future
                     live.remove(item)
+                    if t.failure is not None and t.failure.reason == SHUTTING_DOWN.reason:
+                        cut = True  # not delivered in time: not acknowledged, the caller resends it
+                        break
                     item = self._ack(t)
                 yield item
                 room.release()
+            if cut:
+                await abort(context, acks.rejected_status(shutting_down(), "", None))
             await reader
         finally:
             # The caller went away (or the stream ended): nothing here may outlive it. Its rows still queued are
@@ -276,6 +319,9 @@ class IngestService:
                 if failed.done():
                     return
                 request = sized[0]
+                if self.draining.is_set():
+                    fail(acks.rejected_status(shutting_down(), self._name(request, previous), request.sequence))
+                    return
                 try:
                     previous, ticket = await self._next(sized, previous, caller, context, tickets)
                 except BatchRejected as e:
@@ -343,3 +389,9 @@ class IngestService:
                                  base_type=c.type)
             info.ops.extend(sorted(int(o) for o in r.dialect.supported_ops()))
         return out
+
+
+def shutting_down() -> BatchRejected:
+    return BatchRejected("UNAVAILABLE", "BRIDGE_SHUTTING_DOWN",
+                         "the bridge is shutting down: resend what was not acknowledged (to another bridge)",
+                         retry_after=1.0)

@@ -116,6 +116,13 @@ class LimitsConfig:
     max_pending_acks: int = 1000  # per stream: acks a caller has not read before the bridge stops reading
     handshake_timeout: float = 10.0  # seconds a new connection has to finish its TLS / HTTP/2 preface
     idle_timeout: float = 900.0  # a connection without calls is closed after this long
+    # A connection is asked to go away (GOAWAY) after this long, so callers' long streams spread over bridges
+    # added since; its calls then have max_connection_age_grace to end before they are cut.
+    max_connection_age: float = 600.0
+    max_connection_age_grace: float = 30.0
+    # On SIGTERM: batches in flight have this long to be delivered (under Kubernetes' default 30 s grace
+    # period); what is not is answered UNAVAILABLE + RetryInfo (BRIDGE_SHUTTING_DOWN) for the caller to resend.
+    shutdown_grace: float = 25.0
 
 
 @dataclass(frozen=True)

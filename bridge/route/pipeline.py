@@ -325,11 +325,12 @@ class RoutePipeline:
         await self.batcher.wake()
         if self._workers:
             _, running = await asyncio.wait(self._workers, timeout=timeout)
+            # Taken before the cancel: a cancelled worker forgets its batch on the way out.
+            late = [p for parts in self._inflight.values() for p in parts]
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-        for parts in list(self._inflight.values()):
-            for p in parts:
+            for p in late:
                 p.ticket.fail(SHUTTING_DOWN)
         for p in self.batcher.drain():
             p.ticket.fail(SHUTTING_DOWN)
