@@ -154,7 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from bridge.client import Connection, sendfile
+    from bridge.client import Connection, Reconnect, sendfile
 
     # The token comes from the environment, not a flag: flags show in `ps`.
     token = os.environ.get(args.token_env) or None
@@ -162,7 +162,9 @@ def cmd_send(args: argparse.Namespace) -> int:
         print("ingest-bridge send: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
     conn = Connection(token, args.tls_ca, args.tls_cert, args.tls_key)
-    return sendfile.main(args.target, args.route, args.file, args.format, args.batch_rows, args.window, conn)
+    reconnect = Reconnect(max_backoff=args.max_backoff, give_up_after=args.give_up_after)
+    return sendfile.main(args.target, args.route, args.file, args.format, args.batch_rows, args.window, conn,
+                         reconnect)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -238,7 +240,13 @@ def parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("send", help="stream an NDJSON or CSV file (or - for stdin) to a running bridge")
     f.add_argument("file", help="the file, or - for standard input")
-    f.add_argument("--target", default="127.0.0.1:50051", help="the bridge's gRPC HOST:PORT")
+    f.add_argument("--target", default="127.0.0.1:50051",
+                   help="the bridge's gRPC HOST:PORT; several (HOST1:PORT,HOST2:PORT) or dns:///NAME:PORT "
+                        "spread streams round robin")
+    f.add_argument("--max-backoff", type=float, default=5.0, metavar="SECONDS",
+                   help="longest wait before opening a dropped stream again (default 5)")
+    f.add_argument("--give-up-after", type=float, default=120.0, metavar="SECONDS",
+                   help="exit 2 when no batch was acknowledged for this long (default 120)")
     f.add_argument("--route", required=True)
     f.add_argument("--format", choices=["ndjson", "csv", "dead-letter"],
                    help="default: from the file name (.csv; dead-letter*.ndjson: a spool's dead-letter file), "

@@ -7,13 +7,17 @@
 
 With ``columns=[...]`` rows are tuples sent as typed values (RowBatch).
 At most ``window`` batches wait for their acks; a stream that drops
-(UNAVAILABLE) is opened again and every batch not acknowledged is sent
-again, so nothing is lost (the target may see a batch twice: at-least-once).
+(UNAVAILABLE, a lost connection, a bridge draining or going away) is opened
+again after a bounded backoff (``Reconnect``) and every batch not
+acknowledged is sent again, so nothing is lost (the target may see a batch
+twice: at-least-once). ``target`` may name several bridges
+(``host1:port,host2:port`` or ``dns:///name:port``): streams go round robin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,9 +28,10 @@ import grpc
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from bridge.client.resume import Reconnect, ack_shutting_down, channel_target, resumable
 from bridge.proto import pb, pb_grpc
 
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+__all__ = ["Connection", "IngestClient", "Reconnect", "Totals", "stream", "to_value"]
 
 
 @dataclass(frozen=True)
@@ -39,16 +44,17 @@ class Connection:
     key: str | None = None
 
     def channel(self, target: str) -> grpc.aio.Channel:
+        target, options = channel_target(target)
         if self.ca is None:
             if self.cert or self.key:
                 raise ValueError("a client certificate needs TLS: give the CA that signed the bridge's certificate")
-            return grpc.aio.insecure_channel(target)
+            return grpc.aio.insecure_channel(target, options=options)
 
         def read(path: str | None) -> bytes | None:
             return None if path is None else Path(path).read_bytes()
 
         creds = grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
-        return grpc.aio.secure_channel(target, creds)
+        return grpc.aio.secure_channel(target, creds, options=options)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...] | None:
@@ -96,14 +102,22 @@ class Totals:
     row_errors: list[tuple[int, pb.RowError]] = field(default_factory=list)  # (sequence, error), first 100
 
 
+class _Resume(Exception):
+    """The bridge answered a batch BRIDGE_SHUTTING_DOWN: open a new stream (to a bridge that stays)."""
+
+
 async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.IngestRequest], window: int = 32,
-                 retries: int = 5, totals: Totals | None = None,
+                 retries: int | None = None, totals: Totals | None = None,
                  on_ack: Callable[[pb.BatchAck], None] | None = None,
-                 connection: Connection | None = None) -> Totals:
+                 connection: Connection | None = None, reconnect: Reconnect | None = None) -> Totals:
     """Send every request over IngestStream, at most ``window`` unacknowledged, resending after a dropped stream.
 
-    Raises grpc.aio.AioRpcError when the bridge cannot be used (a non-retryable error, or ``retries`` used up).
+    ``reconnect`` bounds the waits between streams (``retries``, when given, replaces its ``max_attempts``).
+    Raises grpc.aio.AioRpcError when the bridge cannot be used (a non-retryable error, or the reconnect
+    policy used up with no ack).
     """
+    policy = reconnect or Reconnect()
+    max_attempts = policy.max_attempts if retries is None else retries
     totals = totals or Totals()
     pending: dict[int, pb.IngestRequest] = {}
     source = aiter(requests)
@@ -113,23 +127,33 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
     channel = connection.channel(target) if isinstance(target, str) else target
     stub = pb_grpc.IngestServiceStub(channel)
 
+    reading: asyncio.Future | None = None  # the source's next request, being read
+
     async def writer(call, room: asyncio.Semaphore) -> None:
-        nonlocal exhausted
+        nonlocal exhausted, reading
         for req in list(pending.values()):  # resend what was never acknowledged
             await room.acquire()
             await call.write(req)
         while not exhausted:
             await room.acquire()
+            if reading is None:
+                reading = asyncio.ensure_future(anext(source))
             try:
-                req = await anext(source)
+                # Shielded: a stream dropped meanwhile must not cancel the read (that would end the source,
+                # and lose the rows it was reading); the next stream takes the same read over.
+                req = await asyncio.shield(reading)
             except StopAsyncIteration:
                 exhausted = True
                 break
+            finally:
+                if reading.done():
+                    reading = None
             pending[req.sequence] = req
             await call.write(req)
         await call.done_writing()
 
     attempt = 0
+    progress = time.monotonic()  # the last ack (or the start)
     try:
         while True:
             call = stub.IngestStream(metadata=connection.metadata)
@@ -141,8 +165,12 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
             try:
                 async for ack in call:
                     room.release()
-                    if pending.pop(ack.sequence, None) is None:
+                    if ack.sequence not in pending:
                         continue
+                    if ack_shutting_down(ack.status):
+                        raise _Resume
+                    del pending[ack.sequence]
+                    attempt, progress = 0, time.monotonic()
                     totals.batches += 1
                     totals.accepted += ack.accepted
                     totals.rejected += ack.rejected
@@ -155,36 +183,44 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
                         on_ack(ack)
                 await task
                 return totals
-            except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
+            except (grpc.aio.AioRpcError, asyncio.CancelledError, _Resume) as e:
                 if _failed(task):
                     raise task.exception() from None  # type: ignore[misc]
                 task.cancel()
-                if isinstance(e, asyncio.CancelledError) or e.code() not in RETRYABLE or attempt >= retries:
+                call.cancel()
+                if isinstance(e, asyncio.CancelledError):
                     raise
+                if isinstance(e, grpc.aio.AioRpcError):
+                    used_up = (max_attempts and attempt >= max_attempts) or \
+                        time.monotonic() - progress >= policy.give_up_after
+                    if not resumable(e) or used_up:
+                        raise
                 attempt += 1
-                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+                await asyncio.sleep(policy.delay(attempt))
     finally:
+        if reading is not None and not reading.done():
+            reading.cancel()
         if own:
             await channel.close()
 
 
 def _failed(task: asyncio.Task) -> bool:
-    """The writer ended with an error of its own (not a gRPC one, not a cancel)."""
+    """The writer ended with an error of its own (not a gRPC one, not a write to a call that ended, not a cancel)."""
     return (task.done() and not task.cancelled() and task.exception() is not None
-            and not isinstance(task.exception(), grpc.aio.AioRpcError))
+            and not isinstance(task.exception(), (grpc.aio.AioRpcError, asyncio.InvalidStateError)))
 
 
 class IngestClient:
     """Batches rows for one route and streams them to the bridge in the background."""
 
     def __init__(self, target: str, route: str, batch_rows: int = 1000, window: int = 32,
-                 columns: Sequence[str] | None = None, retries: int = 5,
-                 connection: Connection | None = None) -> None:
+                 columns: Sequence[str] | None = None, retries: int | None = None,
+                 connection: Connection | None = None, reconnect: Reconnect | None = None) -> None:
         self.target, self.route, self.batch_rows = target, route, batch_rows
         self.connection = connection
         self.columns = list(columns) if columns is not None else None
         self.totals = Totals()
-        self._window, self._retries = window, retries
+        self._window, self._retries, self._reconnect = window, retries, reconnect
         self._rows: list = []
         self._seq = 0
         self._queue: asyncio.Queue[pb.IngestRequest | None] = asyncio.Queue(maxsize=window)
@@ -192,7 +228,8 @@ class IngestClient:
 
     async def __aenter__(self) -> IngestClient:
         self._task = asyncio.create_task(stream(self.target, self._requests(), self._window, self._retries,
-                                                self.totals, connection=self.connection))
+                                                self.totals, connection=self.connection,
+                                                reconnect=self._reconnect))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -2,8 +2,9 @@
 
 Rows go as JsonBatch messages of ``batch_rows``; at most ``window`` batches
 wait for their acks at once, so a file of any size streams in bounded memory.
-A dropped stream (UNAVAILABLE, a restarted bridge) is opened again and every
-batch not yet acknowledged is sent again. Exit status: 0 when every row was
+A dropped stream (UNAVAILABLE, a lost connection, a bridge draining on
+SIGTERM or restarted) is opened again after a bounded backoff and every
+batch not yet acknowledged is sent again (``sdk.stream``). Exit status: 0 when every row was
 accepted, 1 when rows were rejected or batches failed, 2 when the bridge
 could not be used.
 """
@@ -111,8 +112,9 @@ def _status_text(st) -> str:
 
 
 async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: int = 1000, window: int = 32,
-               retries: int = 5, total_bytes: int | None = None, out: TextIO = sys.stderr,
-               tty: bool | None = None, connection: client.Connection | None = None) -> int:
+               retries: int | None = None, total_bytes: int | None = None, out: TextIO = sys.stderr,
+               tty: bool | None = None, connection: client.Connection | None = None,
+               reconnect: client.Reconnect | None = None) -> int:
     progress = Progress(out, total_bytes, out.isatty() if tty is None else tty)
     source = read_objects(stream, fmt)
     read_bytes = 0
@@ -141,7 +143,8 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
         progress.show(read_bytes)
 
     try:
-        totals = await client.stream(target, requests(), window, retries, on_ack=on_ack, connection=connection)
+        totals = await client.stream(target, requests(), window, retries, on_ack=on_ack, connection=connection,
+                                     reconnect=reconnect)
     except grpc.aio.AioRpcError as e:
         print(f"\ningest-bridge send: the stream failed: {e.code().name}: {e.details()}", file=out)
         return 2
@@ -168,10 +171,11 @@ def file_format(path: str) -> str:
 
 
 def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, window: int,
-         connection: client.Connection | None = None) -> int:
+         connection: client.Connection | None = None, reconnect: client.Reconnect | None = None) -> int:
     fmt = fmt or file_format(path)
     if path == "-":
-        return asyncio.run(send(target, route, sys.stdin.buffer, fmt, batch_rows, window, connection=connection))
+        return asyncio.run(send(target, route, sys.stdin.buffer, fmt, batch_rows, window, connection=connection,
+                                reconnect=reconnect))
     try:
         size = os.path.getsize(path)
         f = open(path, "rb")  # noqa: SIM115 - closed below, after the stream
@@ -180,4 +184,4 @@ def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, w
         return 2
     with f:
         return asyncio.run(send(target, route, f, fmt, batch_rows, window, total_bytes=size,
-                                connection=connection))
+                                connection=connection, reconnect=reconnect))
