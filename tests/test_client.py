@@ -9,7 +9,7 @@ import pytest
 import yaml
 from google.rpc import code_pb2
 
-from bridge.client import IngestClient, to_value
+from bridge.client import IngestClient, Reconnect, to_value
 from bridge.config import parse_config
 from bridge.dev.emulators.faulty import FaultyTarget
 from bridge.ingest.server import Bridge
@@ -86,4 +86,37 @@ async def test_batches_not_acknowledged_are_resent_after_the_bridge_comes_back()
         for b in (first, second):
             if b is not None:
                 await b.stop(grace=0.5)
+        await target.stop()
+
+
+async def test_a_batch_answered_unavailable_is_sent_again_until_acknowledged(bridge_factory):
+    target = FaultyTarget()
+    await target.start()
+    try:
+        b = await bridge_factory({"r": {"dialect": "http", "url": target.url + "/in", "batch": {"linger": "0s"},
+                                        "delivery": {"max_attempts": 1, "initial_backoff": "10ms"}}})
+        target.script({"status": 503}, {"status": 503})
+        async with IngestClient(f"127.0.0.1:{b.port}", "r", batch_rows=5,
+                                reconnect=Reconnect(initial=0.01, max_backoff=0.05)) as c:
+            await c.add_many({"id": i} for i in range(5))
+        assert (c.accepted, c.rejected, c.failed) == (5, 0, []), "the bridge's UNAVAILABLE is not a refusal"
+        assert c.totals.resent >= 2
+        assert sorted(r["id"] for r in target.rows) == list(range(5))
+    finally:
+        await target.stop()
+
+
+async def test_a_retryable_ack_is_final_once_the_reconnect_budget_is_used_up(bridge_factory):
+    target = FaultyTarget()
+    await target.start()
+    try:
+        b = await bridge_factory({"r": {"dialect": "http", "url": target.url + "/in", "batch": {"linger": "0s"},
+                                        "delivery": {"max_attempts": 1}}})
+        target.script(*({"status": 503} for _ in range(3)))
+        async with IngestClient(f"127.0.0.1:{b.port}", "r", batch_rows=5, retries=2,
+                                reconnect=Reconnect(initial=0.01, max_backoff=0.05)) as c:
+            await c.add_many({"id": i} for i in range(5))
+        assert c.accepted == 0 and len(c.failed) == 1
+        assert c.failed[0].status.code == code_pb2.UNAVAILABLE and target.rows == []
+    finally:
         await target.stop()

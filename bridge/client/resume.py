@@ -4,8 +4,9 @@ A stream that ends UNAVAILABLE (the bridge is draining, was restarted, or
 asked the connection to go away: GOAWAY), or whose connection was lost
 (gRPC reports that as UNAVAILABLE, or INTERNAL "Internal error from Core"
 with no status details from the bridge), is opened again after a backoff and
-every batch not acknowledged is sent again. An ack that says
-``BRIDGE_SHUTTING_DOWN`` is not an acknowledgement either.
+every batch not acknowledged is sent again. An ack whose status is
+UNAVAILABLE (``BRIDGE_SHUTTING_DOWN``, ``SPOOL_FULL``) is not an
+acknowledgement either, as long as the reconnect budget lasts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 ROUND_ROBIN = '{"loadBalancingConfig": [{"round_robin": {}}]}'
-SHUTTING_DOWN = "BRIDGE_SHUTTING_DOWN"
 
 
 @dataclass(frozen=True)
@@ -64,16 +64,10 @@ def resumable(err: grpc.aio.AioRpcError) -> bool:
     return code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) and st is None
 
 
-def ack_shutting_down(status: status_pb2.Status) -> bool:
-    """An ack from an older bridge that shut down before delivering the batch: not an acknowledgement."""
-    if status.code != grpc.StatusCode.UNAVAILABLE.value[0]:
-        return False
-    for d in status.details:
-        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            d.Unpack(info)
-            return info.reason == SHUTTING_DOWN
-    return False
+def ack_retryable(status: status_pb2.Status) -> bool:
+    """An ack that is not an acknowledgement: UNAVAILABLE (the bridge shut down before delivering the batch,
+    its spool is full, the target stayed away): the batch is sent again, on a new stream."""
+    return status.code == grpc.StatusCode.UNAVAILABLE.value[0]
 
 
 def channel_target(target: str) -> tuple[str, list[tuple[str, str]]]:

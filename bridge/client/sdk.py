@@ -28,7 +28,7 @@ import grpc
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from bridge.client.resume import Reconnect, ack_shutting_down, channel_target, resumable
+from bridge.client.resume import Reconnect, ack_retryable, channel_target, resumable
 from bridge.proto import pb, pb_grpc
 
 __all__ = ["Connection", "IngestClient", "Reconnect", "Totals", "stream", "to_value"]
@@ -103,7 +103,7 @@ class Totals:
 
 
 class _Resume(Exception):
-    """The bridge answered a batch BRIDGE_SHUTTING_DOWN: open a new stream (to a bridge that stays)."""
+    """The bridge answered a batch UNAVAILABLE: open a new stream (perhaps to another bridge) and resend."""
 
 
 async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.IngestRequest], window: int = 32,
@@ -154,6 +154,9 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
 
     attempt = 0
     progress = time.monotonic()  # the last ack (or the start)
+
+    def used_up() -> bool:
+        return bool(max_attempts and attempt >= max_attempts) or time.monotonic() - progress >= policy.give_up_after
     try:
         while True:
             call = stub.IngestStream(metadata=connection.metadata)
@@ -167,7 +170,7 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
                     room.release()
                     if ack.sequence not in pending:
                         continue
-                    if ack_shutting_down(ack.status):
+                    if ack_retryable(ack.status) and not used_up():
                         raise _Resume
                     del pending[ack.sequence]
                     attempt, progress = 0, time.monotonic()
@@ -190,11 +193,8 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
                 call.cancel()
                 if isinstance(e, asyncio.CancelledError):
                     raise
-                if isinstance(e, grpc.aio.AioRpcError):
-                    used_up = (max_attempts and attempt >= max_attempts) or \
-                        time.monotonic() - progress >= policy.give_up_after
-                    if not resumable(e) or used_up:
-                        raise
+                if isinstance(e, grpc.aio.AioRpcError) and (not resumable(e) or used_up()):
+                    raise
                 attempt += 1
                 await asyncio.sleep(policy.delay(attempt))
     finally:
