@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from datetime import UTC, datetime
 
@@ -9,10 +10,11 @@ import pytest
 import yaml
 from google.rpc import code_pb2
 
-from bridge.client import IngestClient, Reconnect, to_value
+from bridge.client import Connection, IngestClient, Reconnect, sdk, to_value
 from bridge.config import parse_config
 from bridge.dev.emulators.faulty import FaultyTarget
 from bridge.ingest.server import Bridge
+from bridge.proto import pb
 from tests.waiting import wait_until
 
 
@@ -120,3 +122,48 @@ async def test_a_retryable_ack_is_final_once_the_reconnect_budget_is_used_up(bri
         assert c.failed[0].status.code == code_pb2.UNAVAILABLE and target.rows == []
     finally:
         await target.stop()
+
+
+async def test_several_bridges_behind_one_target_share_streams_and_take_over(sink, bridge_factory):
+    route = {"r": {"dialect": "http", "url": sink.url + "/in", "batch": {"linger": "0s"}}}
+    a, b = await bridge_factory(route), await bridge_factory(route)
+    target = f"127.0.0.1:{a.port},127.0.0.1:{b.port}"
+    channel = Connection().channel(target)
+    try:
+        for k in range(4):  # round robin: each new stream goes to the next bridge
+            await sdk.stream(channel, _requests(range(k * 10, k * 10 + 10)))
+        assert a.routes["r"].stats.rows_in > 0 and b.routes["r"].stats.rows_in > 0, "both bridges got streams"
+        await a.stop(grace=1.0)  # one bridge leaves: the next streams go to the other
+        totals = await sdk.stream(channel, _requests(range(40, 60)), reconnect=Reconnect(initial=0.01))
+        assert totals.accepted == 20
+    finally:
+        await channel.close()
+    assert sorted(r["id"] for r in sink.rows) == list(range(60))
+
+
+async def test_a_dns_name_is_resolved_and_balanced(sink, bridge_factory):
+    b = await bridge_factory({"r": {"dialect": "http", "url": sink.url + "/in", "batch": {"linger": "0s"}}})
+    async with IngestClient(f"dns:///localhost:{b.port}", "r", batch_rows=5) as c:
+        await c.add_many({"id": i} for i in range(10))
+    assert c.accepted == 10 and sorted(r["id"] for r in sink.rows) == list(range(10))
+
+
+async def _requests(ids):
+    for n, i in enumerate(ids):
+        req = pb.IngestRequest(route="r", sequence=n)
+        req.json.objects.append(b'{"id":%d}' % i)
+        yield req
+
+
+async def test_a_long_stream_moves_to_a_new_connection_after_max_connection_age(sink, bridge_factory):
+    b = await bridge_factory({"r": {"dialect": "http", "url": sink.url + "/in", "batch": {"linger": "0s"}}},
+                             limits={"max_connection_age": "300ms", "max_connection_age_grace": "100ms"})
+    async with IngestClient(f"127.0.0.1:{b.port}", "r", batch_rows=10,
+                            reconnect=Reconnect(initial=0.01, max_backoff=0.05)) as c:
+        for i in range(200):  # about 2 s of rows, bounded
+            await c.add({"id": i})
+            if i % 10 == 9:
+                await asyncio.sleep(0.1)
+    assert c.accepted == 200 and c.failed == []
+    assert b.service.calls_opened >= 2, "the stream was moved (GOAWAY, then cut after the grace) and went on"
+    assert set(r["id"] for r in sink.rows) == set(range(200))

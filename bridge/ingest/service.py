@@ -49,6 +49,7 @@ class IngestService:
         self.retired: dict[str, RoutePipeline] = {}
         self.max_calls = max_calls
         self.calls = 0  # ingest calls open now
+        self.calls_opened = 0  # since start
         self.access = access or Access(None)
         self.max_pending_acks = max_pending_acks
         self.max_rows = max_rows_per_message
@@ -78,6 +79,7 @@ class IngestService:
                               "retry shortly", {"limit": str(self.max_calls)}, retry_after=1.0)
             await abort(context, acks.rejected_status(e, "", None))
         self.calls += 1
+        self.calls_opened += 1
         return caller
 
     def _route(self, name: str, previous: RoutePipeline | None, caller: Caller) -> RoutePipeline:
