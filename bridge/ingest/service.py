@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -34,6 +35,25 @@ Sized = tuple[pb.IngestRequest, int, str | None, bytes]
 async def abort(context: grpc.aio.ServicerContext, st: status_pb2.Status) -> None:
     s = rpc_status.to_status(st)
     await context.abort(s.code, s.details, s.trailing_metadata)
+
+
+# W3C Trace Context: version-traceid-parentid-flags, lower-case hex; all-zero ids and version ff are invalid.
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def traceparent(metadata) -> str | None:
+    """The caller's ``traceparent`` metadata when it is valid (anything else is dropped, never forwarded)."""
+    for key, value in metadata or ():
+        if key == "traceparent" and isinstance(value, str):
+            v = value.strip()
+            # Version 00 is exactly 55 characters; a later version may append fields, of which only the
+            # ones this version defines are forwarded.
+            head = v[:55]
+            if (_TRACEPARENT.fullmatch(head) and (len(v) == 55 or (v[:2] != "00" and v[55] == "-"))
+                    and not head.startswith("ff") and head[3:35] != "0" * 32 and head[36:52] != "0" * 16):
+                return head
+            return None
+    return None
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -138,7 +158,8 @@ class IngestService:
                 log.exception("route=%s seq=%d cannot decode the request", route.name, request.sequence)
                 raise BatchRejected("INTERNAL", "BRIDGE_ERROR",
                                     f"internal error while decoding the request: {type(e).__name__}") from None
-            ticket = Ticket(route.name, request.sequence, acks.request_rows(request), errors, _deadline(context))
+            ticket = Ticket(route.name, request.sequence, acks.request_rows(request), errors, _deadline(context),
+                            trace=traceparent(context.invocation_metadata()))
             if track is not None:
                 # Tracked before submit: a caller that leaves now must not strand rows.
                 track.append(ticket)

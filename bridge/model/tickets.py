@@ -24,10 +24,10 @@ class Ticket:
     """One caller request on its way; ``future`` resolves to the ticket itself when every row is settled."""
 
     __slots__ = ("accepted", "deadline", "durable", "errors", "failed_rows", "failure", "future", "gone", "pending",
-                 "route", "sequence", "total", "unnamed_rejects", "upstream")
+                 "route", "sequence", "total", "trace", "unnamed_rejects", "upstream")
 
     def __init__(self, route: str, sequence: int, total: int, errors: list[RowError], deadline: float | None,
-                 durable: bool = False) -> None:
+                 durable: bool = False, trace: str | None = None) -> None:
         self.route = route
         self.sequence = sequence
         self.total = total
@@ -35,6 +35,8 @@ class Ticket:
         self.deadline = deadline
         # Rows already safe on disk (a spool record): nobody waits, and nothing may drop them.
         self.durable = durable
+        # The caller's W3C traceparent (validated), forwarded on the HTTP requests its rows go out in.
+        self.trace = trace
         self.future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
         self.pending = 0  # parts not yet settled
         self.accepted = 0
@@ -92,6 +94,10 @@ class Part:
     @property
     def key(self) -> Ticket:
         return self.ticket
+
+    @property
+    def trace(self) -> str | None:
+        return self.ticket.trace
 
 
 def merge_upstream(into: dict[str, str], more: dict[str, str]) -> None:

@@ -33,7 +33,7 @@ from bridge.route.settle import held_back, settle
 from bridge.send.concurrency import Limiter
 from bridge.send.load import Load
 from bridge.send.retry import RetryPolicy
-from bridge.send.sender import Result, Sender
+from bridge.send.sender import Result, Sender, trace_field
 from bridge.send.transport import Transport
 from bridge.spool.spool import Spool
 from bridge.transcode import Plan, transcoder
@@ -306,8 +306,9 @@ class RoutePipeline:
                 self.stats.batches_failed += 1
                 self.last_failure = o.reason or o.code
                 sequences = sorted({p.owner.ticket.sequence for p in load.pieces})
-                log.warning("route=%s sequences=%s rows=%d batch failed: %s %s: %s", self.name,
-                            ",".join(map(str, sequences[:20])), n, o.code, o.reason, o.message)
+                log.warning("route=%s sequences=%s rows=%d batch failed: %s %s: %s%s", self.name,
+                            ",".join(map(str, sequences[:20])), n, o.code, o.reason, o.message,
+                            trace_field(load.traces()))
             if m is not None:
                 outcome = "ok" if o.ok else "failed"
                 m.sent_batches.labels(self.name, outcome).inc()

@@ -33,6 +33,11 @@ class Owner(Protocol):
         """Owners with the same key belong to one caller's request (a refusal splits between keys)."""
         ...
 
+    @property
+    def trace(self) -> str | None:
+        """The caller's W3C traceparent, if it sent one."""
+        ...
+
 
 @dataclass(slots=True)
 class Piece:
@@ -57,6 +62,10 @@ class Load:
 
     def __len__(self) -> int:
         return sum(len(p) for p in self.pieces)
+
+    def traces(self) -> list[str]:
+        """The callers' traceparents, each once, in the order their rows stand in the load."""
+        return list(dict.fromkeys(t for p in self.pieces if (t := p.owner.trace)))
 
     @property
     def rows(self) -> Rows:

@@ -52,6 +52,11 @@ def too_large(n: int, request: HttpRequest, max_bytes: int) -> bool:
     return n > 1 and len(request.body) > max_bytes
 
 
+def trace_field(traces: list[str]) -> str:
+    """`` traceparent=A,B`` for a log line (the first one is the request's), or nothing."""
+    return f" traceparent={','.join(traces)}" if traces else ""
+
+
 class Sender:
     def __init__(self, dialect: Target, transport: Transport, policy: RetryPolicy, max_bytes: int,
                  metrics: Metrics | None = None, limiter: Limiter | None = None) -> None:
@@ -66,6 +71,10 @@ class Sender:
 
     async def _attempt(self, request: HttpRequest, body: bytes, headers: dict[str, str], load: Load,
                        timeout: float) -> Outcome:
+        traces = load.traces()
+        if traces:
+            # One request has one parent: the first caller's rows in it. The others are named in the log lines.
+            headers = {**headers, "traceparent": traces[0]}
         started = time.perf_counter()
         try:
             response = await self.transport.send(request, body, headers, timeout)
@@ -84,9 +93,12 @@ class Sender:
             outcome.retry_after = parse_retry_after(response.headers.get("retry-after"))
         if not outcome.ok:
             log.info(
-                "route=%s target answered HTTP %s (%s): %s", self.route, response.status, outcome.code,
-                outcome.message,
+                "route=%s target answered HTTP %s (%s): %s%s", self.route, response.status, outcome.code,
+                outcome.message, trace_field(traces),
             )
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("route=%s rows=%d delivered: HTTP %s%s", self.route, len(load), response.status,
+                      trace_field(traces))
         return outcome
 
     def _scrubbed(self, outcome: Outcome) -> Outcome:
