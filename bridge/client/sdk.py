@@ -42,9 +42,15 @@ class Connection:
     ca: str | None = None
     cert: str | None = None
     key: str | None = None
+    # Seconds between HTTP/2 pings on a quiet connection: a bridge that stopped answering (frozen, cut off
+    # by the network) is found out within keepalive + keepalive_timeout, and its batches go to another.
+    keepalive: float = 20.0
+    keepalive_timeout: float = 10.0
 
     def channel(self, target: str) -> grpc.aio.Channel:
         target, options = channel_target(target)
+        options += [("grpc.keepalive_time_ms", int(self.keepalive * 1000)),
+                    ("grpc.keepalive_timeout_ms", int(self.keepalive_timeout * 1000))]
         if self.ca is None:
             if self.cert or self.key:
                 raise ValueError("a client certificate needs TLS: give the CA that signed the bridge's certificate")
@@ -98,6 +104,7 @@ class Totals:
     accepted: int = 0
     rejected: int = 0
     resent: int = 0
+    streams: int = 0  # IngestStream calls opened (1 + reconnects)
     failed: list[pb.BatchAck] = field(default_factory=list)  # acks with a non-OK status
     row_errors: list[tuple[int, pb.RowError]] = field(default_factory=list)  # (sequence, error), first 100
 
@@ -140,14 +147,13 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
                 reading = asyncio.ensure_future(anext(source))
             try:
                 # Shielded: a stream dropped meanwhile must not cancel the read (that would end the source,
-                # and lose the rows it was reading); the next stream takes the same read over.
+                # and lose the rows it was reading); the next stream takes the same read over, even when it
+                # finished just as this writer was cancelled.
                 req = await asyncio.shield(reading)
             except StopAsyncIteration:
                 exhausted = True
                 break
-            finally:
-                if reading.done():
-                    reading = None
+            reading = None
             pending[req.sequence] = req
             await call.write(req)
         await call.done_writing()
@@ -160,6 +166,7 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
     try:
         while True:
             call = stub.IngestStream(metadata=connection.metadata)
+            totals.streams += 1
             room = asyncio.Semaphore(window)
             totals.resent += len(pending)
             task = asyncio.create_task(writer(call, room))

@@ -141,6 +141,8 @@ class Bridge:
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.keepalive_timeout_ms", 20_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                # Callers ping (bridge.client: every 20 s) to find a bridge that stopped answering.
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
                 ("grpc.max_connection_idle_ms", int(limits.idle_timeout * 1000)),
                 ("grpc.max_connection_age_ms", int(limits.max_connection_age * 1000)),
                 ("grpc.max_connection_age_grace_ms", int(limits.max_connection_age_grace * 1000)),
