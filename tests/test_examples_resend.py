@@ -85,3 +85,18 @@ async def test_ruby_example_resends_what_was_not_acknowledged(tmp_path: Path):
                         "ingestbridge/v1/ingest.proto", "google/rpc/status.proto")
     assert rc == 0, out
     await resends_after_unavailable([ruby, "-I", str(tmp_path), str(EXAMPLES / "ruby" / "stream.rb")], "ruby")
+
+
+@pytest.mark.timeout(900)  # a cold module and build cache: downloads and compiles grpc-go
+async def test_go_example_resends_what_was_not_acknowledged(tmp_path: Path):
+    go, protoc = shutil.which("go"), shutil.which("protoc")
+    if not (go and protoc):
+        if os.environ.get("CI"):
+            pytest.fail("go or protoc is missing: scripts/test.sh installs protoc (Go comes with the machine)")
+        pytest.skip("go or protoc is not installed")
+    module = EXAMPLES / "go"
+    rc, out = await run(go, "generate", cwd=module, timeout=600)
+    assert rc == 0, out
+    rc, out = await run(go, "build", "-o", str(tmp_path / "ingest-client"), "./client", cwd=module, timeout=600)
+    assert rc == 0, out
+    await resends_after_unavailable([str(tmp_path / "ingest-client")], "go")
