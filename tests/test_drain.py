@@ -132,3 +132,18 @@ async def test_the_client_stream_call_is_refused_retryably_while_draining(target
         await call
     _assert_shutting_down(ended.value)
     await stopping
+
+
+async def test_a_unary_call_cut_at_the_grace_is_unavailable_with_no_row_refused(target, bridge_factory,
+                                                                                channel_factory):
+    b = await bridge_factory({"r": {"dialect": "http", "url": target.url + "/in", "batch": {"linger": "0s"}}})
+    stub = channel_factory(b)
+    target.script({"stall": True})
+    call = asyncio.ensure_future(stub.IngestBatch(_req(0)))
+    await _until(lambda: target.in_flight == 1)
+    await b.stop(grace=0.2)
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await call
+    _assert_shutting_down(ended.value)
+    (ack,) = details(status_of(ended.value))["BatchAck"]
+    assert (ack.accepted, ack.rejected) == (0, 0), "not delivered, and not refused either"

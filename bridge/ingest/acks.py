@@ -5,7 +5,7 @@ from __future__ import annotations
 from bridge.ingest import status
 from bridge.model.errors import BatchRejected
 from bridge.model.rows import RowError
-from bridge.model.tickets import Ticket
+from bridge.model.tickets import SHUTTING_DOWN, Ticket
 from bridge.proto import pb
 
 
@@ -27,11 +27,13 @@ def ticket_ack(t: Ticket, resource_type: str = "target") -> pb.BatchAck:
     upstream = dict(t.upstream)
     if t.unnamed_rejects:
         upstream.setdefault("unnamed_rejected", str(t.unnamed_rejects))
+    # Rows the bridge shut down before delivering were not refused by anyone: only its own row errors count.
+    shut = t.failure is not None and t.failure.reason == SHUTTING_DOWN.reason
     return pb.BatchAck(
         sequence=t.sequence,
         route=t.route,
         accepted=t.accepted,
-        rejected=t.total - t.accepted,
+        rejected=len(t.errors) if shut else t.total - t.accepted,
         errors=_row_errors(errors),
         status=st,
         upstream=upstream,
