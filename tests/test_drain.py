@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bridge.dev.emulators.faulty import FaultyTarget
 from bridge.proto import pb
 from tests.grpc_helpers import details, error_info, status_of
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -26,14 +27,6 @@ def _req(seq: int, n: int = 5, route: str = "r") -> pb.IngestRequest:
     req = pb.IngestRequest(route=route, sequence=seq)
     req.json.objects.extend(b'{"id":%d}' % (seq * 100 + i) for i in range(n))
     return req
-
-
-async def _until(cond, limit: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not cond():
-        assert loop.time() < end, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 def _assert_shutting_down(err: grpc.aio.AioRpcError) -> None:
@@ -55,9 +48,9 @@ async def test_stop_answers_what_was_delivered_and_ends_the_rest_unavailable(tar
     call = stub.IngestStream()
     for seq in range(4):
         await call.write(_req(seq))
-    await _until(lambda: target.in_flight == 1)
+    await wait_until(lambda: target.in_flight == 1)
     stopping = asyncio.create_task(b.stop(grace=0.5))
-    await _until(lambda: b.service.draining.is_set())
+    await wait_until(lambda: b.service.draining.is_set())
     answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
     await channel.close()
     assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING, "NOT_SERVING at once"
@@ -86,7 +79,7 @@ async def test_batches_delivered_within_the_grace_are_acknowledged(target, bridg
     call = stub.IngestStream()
     for seq in range(3):
         await call.write(_req(seq))
-    await _until(lambda: target.in_flight == 1)
+    await wait_until(lambda: target.in_flight == 1)
     stopping = asyncio.create_task(b.stop(grace=10.0))
     acks = []
     with pytest.raises(grpc.aio.AioRpcError) as ended:
@@ -123,9 +116,9 @@ async def test_the_client_stream_call_is_refused_retryably_while_draining(target
     target.script({"stall": True})
     call = stub.Ingest()
     await call.write(_req(0))
-    await _until(lambda: target.in_flight == 1)
+    await wait_until(lambda: target.in_flight == 1)
     stopping = asyncio.create_task(b.stop(grace=0.3))
-    await _until(lambda: b.service.draining.is_set())
+    await wait_until(lambda: b.service.draining.is_set())
     with pytest.raises(grpc.aio.AioRpcError) as ended:
         await call.write(_req(1))
         await call.done_writing()
@@ -140,7 +133,7 @@ async def test_a_unary_call_cut_at_the_grace_is_unavailable_with_no_row_refused(
     stub = channel_factory(b)
     target.script({"stall": True})
     call = asyncio.ensure_future(stub.IngestBatch(_req(0)))
-    await _until(lambda: target.in_flight == 1)
+    await wait_until(lambda: target.in_flight == 1)
     await b.stop(grace=0.2)
     with pytest.raises(grpc.aio.AioRpcError) as ended:
         await call

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from bridge.dev.emulators.http_sink import HttpSink
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 20_000
@@ -33,14 +34,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-async def _until(cond, limit: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not cond():
-        assert loop.time() < end, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 async def _bridge(config: Path, port: int) -> asyncio.subprocess.Process:
@@ -72,7 +65,7 @@ async def restart_under_send(tmp: Path, sig: signal.Signals, rows: int = ROWS) -
         "--max-backoff", "0.5", "--give-up-after", "60", cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ})
     try:
-        await _until(lambda: len(sink.rows) >= rows // 4)
+        await wait_until(lambda: len(sink.rows) >= rows // 4, timeout=30)
         assert len(sink.rows) < rows, "the file was still streaming when the bridge went"
         bridges[0].send_signal(sig)
         await asyncio.wait_for(bridges[0].wait(), 30)
