@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 
@@ -20,6 +19,7 @@ from grpc_status import rpc_status
 
 from bridge.ingest import acks, status
 from bridge.ingest.access import Access, Caller
+from bridge.ingest.calls import shutting_down, traceparent
 from bridge.model.errors import BatchRejected
 from bridge.model.tickets import SHUTTING_DOWN
 from bridge.proto import pb
@@ -35,25 +35,6 @@ Sized = tuple[pb.IngestRequest, int, str | None, bytes]
 async def abort(context: grpc.aio.ServicerContext, st: status_pb2.Status) -> None:
     s = rpc_status.to_status(st)
     await context.abort(s.code, s.details, s.trailing_metadata)
-
-
-# W3C Trace Context: version-traceid-parentid-flags, lower-case hex; all-zero ids and version ff are invalid.
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
-
-
-def traceparent(metadata) -> str | None:
-    """The caller's ``traceparent`` metadata when it is valid (anything else is dropped, never forwarded)."""
-    for key, value in metadata or ():
-        if key == "traceparent" and isinstance(value, str):
-            v = value.strip()
-            # Version 00 is exactly 55 characters; a later version may append fields, of which only the
-            # ones this version defines are forwarded.
-            head = v[:55]
-            if (_TRACEPARENT.fullmatch(head) and (len(v) == 55 or (v[:2] != "00" and v[55] == "-"))
-                    and not head.startswith("ff") and head[3:35] != "0" * 32 and head[36:52] != "0" * 16):
-                return head
-            return None
-    return None
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -413,8 +394,3 @@ class IngestService:
             info.ops.extend(sorted(int(o) for o in r.dialect.supported_ops()))
         return out
 
-
-def shutting_down() -> BatchRejected:
-    return BatchRejected("UNAVAILABLE", "BRIDGE_SHUTTING_DOWN",
-                         "the bridge is shutting down: resend what was not acknowledged (to another bridge)",
-                         retry_after=1.0)
