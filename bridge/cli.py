@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from bridge import __version__
-from bridge.model.errors import ConfigError, SpoolError
+from bridge.model.errors import ConfigError, ListenError, SpoolError
 
 
 def _config_error(e: ConfigError) -> int:
@@ -75,20 +75,41 @@ async def _serve(config, listen: str | None, reuse_port: bool = False, path: str
     await bridge.stop()
 
 
+def _settings(args: argparse.Namespace) -> dict[str, str]:
+    """Where each port came from, to name it when it cannot be bound."""
+    return {"grpc": "--listen" if args.listen else f"'listen' in {args.config}", "http": f"'http' in {args.config}"}
+
+
+def _listen_error(e: ListenError, settings: dict[str, str]) -> int:
+    """One line: the address, its port and the setting it came from."""
+    setting = settings.get(e.kind, e.kind)
+    port = e.address.rpartition(":")[2]
+    print(f"ingest-bridge: cannot listen on {e.address} (port {port}, from {setting}): {e.reason}", file=sys.stderr)
+    return 2
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from bridge.config.parse import parse_listen
     from bridge.ops.redact import config_secrets
 
     try:
+        if args.listen is not None:
+            args.listen = parse_listen(args.listen, "--listen")
         config = _load(args.config)
     except ConfigError as e:
         return _config_error(e)
     args.redact.secrets = config_secrets(config)
-    if args.workers <= 1:
+    if args.workers < 1:
+        print(f"ingest-bridge: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
+    if args.workers == 1:
         try:
             _run(_serve(config, args.listen, path=args.config, watch=args.watch))
         except SpoolError as e:
             print(f"ingest-bridge: {e}", file=sys.stderr)
             return 2
+        except ListenError as e:
+            return _listen_error(e, _settings(args))
         return 0
     spooled = [name for name, r in config.routes.items() if r.spool is not None]
     if spooled:
@@ -100,7 +121,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if listen.endswith(":0"):
         print("ingest-bridge: --workers needs a fixed port to share", file=sys.stderr)
         return 2
-    return _serve_workers(config, listen, args.workers, args.log_level, args.log_format)
+    from bridge.ingest.server import probe_bind
+
+    try:
+        probe_bind(listen, reuse_port=True)  # once here, not once per worker
+    except ListenError as e:
+        return _listen_error(e, _settings(args))
+    return _serve_workers(config, listen, args.workers, args.log_level, args.log_format, _settings(args))
 
 
 def _run(coro) -> None:
@@ -111,26 +138,31 @@ def _run(coro) -> None:
     try:
         import uvloop
     except ImportError:
+        uvloop = None  # run outside the except block: an error in the run must not chain to this one
+    if uvloop is None:
         asyncio.run(coro)
     else:
         uvloop.run(coro)
 
 
-def _worker(config, listen: str, level: str, fmt: str) -> None:
+def _worker(config, listen: str, level: str, fmt: str, settings: dict[str, str]) -> None:
     from bridge.ops import logs
     from bridge.ops.redact import config_secrets
 
     logs.setup(level, fmt).secrets = config_secrets(config)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
-    _run(_serve(config, listen, reuse_port=True))
+    try:
+        _run(_serve(config, listen, reuse_port=True))
+    except ListenError as e:
+        sys.exit(_listen_error(e, settings))
 
 
-def _serve_workers(config, listen: str, n: int, level: str, fmt: str) -> int:
+def _serve_workers(config, listen: str, n: int, level: str, fmt: str, settings: dict[str, str]) -> int:
     """N processes share the port (SO_REUSEPORT), one event loop each; the kernel spreads connections."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(config, listen, level, fmt), name=f"ingest-bridge-{i}")
+    procs = [ctx.Process(target=_worker, args=(config, listen, level, fmt, settings), name=f"ingest-bridge-{i}")
              for i in range(n)]
     for p in procs:
         p.start()
@@ -180,11 +212,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_emulate(args: argparse.Namespace) -> int:
     from bridge.dev.emulators import EMULATORS
 
-    if args.dialect not in EMULATORS:
-        print(f"ingest-bridge: no emulator for {args.dialect!r}; known: {', '.join(sorted(EMULATORS))}",
-              file=sys.stderr)
-        return 2
-
+    args.port_given = args.port is not None
+    if args.port is None:
+        args.port = 8080
     async def run() -> None:
         emulator = EMULATORS[args.dialect]()
         port = await emulator.start(args.host, args.port)
@@ -197,7 +227,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         await emulator.stop()
         print(f"accepted {len(emulator.rows)} rows in {len(emulator.requests)} requests", flush=True)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ListenError as e:
+        return _listen_error(e, {"emulator": "--port" if args.port_given else "the default --port 8080"})
     return 0
 
 
@@ -211,16 +244,30 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+# The emulators' names, spelled out so that --help needs no import of them.
+DIALECT_CHOICES = ("http", "timeplus", "obsrv", "feldera", "axiom", "faulty")
+LOG_DEFAULTS = {"log_level": "info", "log_format": "json"}
+
+
+def _log_flags(p: argparse.ArgumentParser, defaults: dict) -> None:
+    p.add_argument("--log-level", default=defaults["log_level"], choices=["debug", "info", "warning", "error"],
+                   help="default: info")
+    p.add_argument("--log-format", default=defaults["log_format"], choices=["json", "text"],
+                   help="log lines as JSON (default) or text")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ingest-bridge", description="Stream Protobuf rows over gRPC into REST ingest APIs."
     )
     p.add_argument("--version", action=_Version, nargs=0, help="print the version and the transcoder, then exit")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", default="json", choices=["json", "text"], help="log lines as JSON (default) or text")
+    _log_flags(p, LOG_DEFAULTS)
+    # The same flags after the subcommand; SUPPRESS keeps one given before it when they are not repeated.
+    logopts = argparse.ArgumentParser(add_help=False)
+    _log_flags(logopts, {"log_level": argparse.SUPPRESS, "log_format": argparse.SUPPRESS})
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="run the bridge")
+    s = sub.add_parser("serve", parents=[logopts], help="run the bridge")
     s.add_argument("--config", required=True, help="YAML configuration file")
     s.add_argument("--listen", help="gRPC HOST:PORT (overrides the config's listen)")
     s.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
@@ -228,17 +275,19 @@ def parser() -> argparse.ArgumentParser:
                    help="reload the config when its file changes (SIGHUP always reloads it; one process only)")
     s.set_defaults(func=cmd_serve)
 
-    c = sub.add_parser("check", help="validate a configuration and print the resolved routes")
+    c = sub.add_parser("check", parents=[logopts], help="validate a configuration and print the resolved routes")
     c.add_argument("--config", required=True)
     c.set_defaults(func=cmd_check)
 
-    d = sub.add_parser("demo", help="run the bridge against a local target and stream sample rows")
-    d.add_argument("--dialect", default="http", help="the local target to run (default: http)")
+    d = sub.add_parser("demo", parents=[logopts], help="run the bridge against a local target and stream sample rows")
+    d.add_argument("--dialect", default="http", choices=DIALECT_CHOICES,
+                   help="the local target to run: %(choices)s (default: http)")
     d.add_argument("--rows", type=int, default=100_000, help="rows to send over all payload shapes")
     d.add_argument("--batch-rows", type=int, default=1000, help="rows per gRPC message")
     d.set_defaults(func=cmd_demo)
 
-    f = sub.add_parser("send", help="stream an NDJSON or CSV file (or - for stdin) to a running bridge")
+    f = sub.add_parser("send", parents=[logopts],
+                       help="stream an NDJSON or CSV file (or - for stdin) to a running bridge")
     f.add_argument("file", help="the file, or - for standard input")
     f.add_argument("--target", default="127.0.0.1:50051",
                    help="the bridge's gRPC HOST:PORT; several (HOST1:PORT,HOST2:PORT) or dns:///NAME:PORT "
@@ -265,10 +314,10 @@ def parser() -> argparse.ArgumentParser:
     for command in inspect.add_parsers(sub):
         command.set_defaults(func=cmd_inspect)
 
-    e = sub.add_parser("emulate", help="serve a local emulator of a target")
-    e.add_argument("dialect")
-    e.add_argument("--host", default="127.0.0.1")
-    e.add_argument("--port", type=int, default=8080)
+    e = sub.add_parser("emulate", parents=[logopts], help="serve a local emulator of a target")
+    e.add_argument("dialect", choices=DIALECT_CHOICES, help="the target to emulate: %(choices)s")
+    e.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    e.add_argument("--port", type=int, default=None, help="default: 8080 (0: any free port)")
     e.set_defaults(func=cmd_emulate)
     return p
 

@@ -187,9 +187,19 @@ def _listen(problems: _Problems, path: str, value: Any) -> str | None:
     if ok and host.startswith("[") != host.endswith("]"):
         ok = False
     if not ok:
-        problems.add(path, f"expected HOST:PORT (port 0-65535), got {_shown(value)}")
+        hint = f" (did you mean 127.0.0.1:{value}?)" if value.isdigit() else ""
+        problems.add(path, f"expected HOST:PORT (port 0-65535), got {_shown(value)}{hint}")
         return None
     return value
+
+
+def parse_listen(value: str, setting: str) -> str:
+    """A HOST:PORT given outside the file (``--listen``), checked as the file's ``listen`` is: ConfigError if not."""
+    problems = _Problems()
+    out = _listen(problems, setting, value)
+    if out is None:
+        raise ConfigError(problems.items)
+    return out
 
 
 # -- sections ----------------------------------------------------------------------------

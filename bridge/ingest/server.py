@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from pathlib import Path
 
 import grpc
@@ -16,7 +18,7 @@ from bridge import transcode
 from bridge.ingest.access import Access
 from bridge.ingest.service import IngestService, Sized
 from bridge.model.config import BridgeConfig, TLSConfig
-from bridge.model.errors import ConfigError
+from bridge.model.errors import ConfigError, ListenError
 from bridge.ops.metrics import Metrics
 from bridge.proto import SERVICE_NAME, pb
 from bridge.route.budget import ByteBudget
@@ -82,6 +84,26 @@ def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
     except OSError as e:
         raise ConfigError(f"tls: cannot read {e.filename}: {e.strerror}") from None
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def probe_bind(listen: str, reuse_port: bool) -> None:
+    """Bind the gRPC address once before grpc does, to name why it cannot be (grpc logs and says only "failed")."""
+    host, _, port = listen.rpartition(":")
+    if port == "0":
+        return
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, ValueError) as e:
+        raise ListenError("grpc", listen, f"cannot resolve {host!r}: {e}") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise ListenError("grpc", listen, (e.strerror or str(e)).lower()) from None
 
 
 class Bridge:
@@ -158,17 +180,25 @@ class Bridge:
             self.server,
         )
         tls = self.config.tls
-        if tls is None:
-            self.port = self.server.add_insecure_port(self.listen)
-        else:
-            self.port = self.server.add_secure_port(self.listen, server_credentials(tls))
+        probe_bind(self.listen, self._reuse_port)
+        try:
+            if tls is None:
+                self.port = self.server.add_insecure_port(self.listen)
+            else:
+                self.port = self.server.add_secure_port(self.listen, server_credentials(tls))
+        except RuntimeError:  # grpc says only "Failed to bind"; the likeliest cause is named
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.listen}")
+            raise ListenError("grpc", self.listen, "the port is in use or the address is not this machine's")
         for route in self.routes.values():
             route.start()
         await self.server.start()
         if self.http_listen:
-            await self._start_http(self.http_listen)
+            try:
+                await self._start_http(self.http_listen)
+            except ListenError:
+                await self.stop(grace=0)  # the gRPC port and the routes are up already: release them
+                raise
         serving = health_pb2.HealthCheckResponse.SERVING
         for name in ("", SERVICE_NAME, *(ROUTE_HEALTH_PREFIX + r for r in self.routes)):
             await self.health.set(name, serving)
@@ -186,7 +216,10 @@ class Bridge:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_port=self._reuse_port or None)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            raise ListenError("http", listen, os.strerror(e.errno).lower() if e.errno else str(e)) from None
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def _watch_health(self, interval: float = 0.5) -> None:

@@ -42,3 +42,13 @@ class BatchRejected(BridgeError):
 
 class SpoolError(BridgeError):
     """A route's spool cannot be used: its directory is locked by another process, unwritable, closed."""
+
+
+class ListenError(BridgeError):
+    """A port cannot be bound. ``kind`` says which one ("grpc", "http", "emulator"), ``address`` what was asked."""
+
+    def __init__(self, kind: str, address: str, reason: str) -> None:
+        self.kind = kind
+        self.address = address
+        self.reason = reason
+        super().__init__(f"cannot listen on {address}: {reason}")

@@ -11,11 +11,14 @@ Scripted answers apply to the ingest requests (every POST but the ``/_`` control
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import zstandard
 from aiohttp import web
+
+from bridge.model.errors import ListenError
 
 
 @dataclass
@@ -128,7 +131,13 @@ class Emulator:
         self._runner = web.AppRunner(self.app(), access_log=None, auto_decompress=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            await self._runner.cleanup()
+            self._runner = None
+            reason = os.strerror(e.errno).lower() if e.errno else str(e)
+            raise ListenError("emulator", f"{host}:{port}", reason) from None
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self.port
 
