@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from bridge.config import describe, load_config, parse_config, parse_duration, parse_size
 from bridge.model.config import MiB, Secret
@@ -95,9 +96,29 @@ def test_sizes(text, value):
 
 
 @pytest.mark.parametrize(("text", "value"), [("200ms", 0.2), ("1.5s", 1.5), ("2m", 120), ("1h", 3600),
-                                             ("500us", 0.0005), (3, 3.0)])
+                                             ("500us", 0.0005), (0, 0.0), ("0", 0.0)])
 def test_durations(text, value):
     assert parse_duration(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("value", ["200", "1.5", "'200'"])
+def test_a_duration_without_a_unit_is_an_error_that_lists_the_units(value):
+    with pytest.raises(ConfigError) as e:
+        parse_config(BASE + f"    batch: {{linger: {value}}}\n    delivery: {{timeout: {value}}}\n", env={})
+    assert e.value.problems == [
+        f"routes.clicks.batch.linger: a duration needs a unit, got {v!r}; units: us, ms, s, m, h (200ms, 30s, 15m)"
+        for v in [yaml.safe_load(value)]
+    ] + [f"routes.clicks.delivery.timeout: a duration needs a unit, got {yaml.safe_load(value)!r}; "
+         "units: us, ms, s, m, h (200ms, 30s, 15m)"]
+
+
+def test_every_unknown_key_of_one_mapping_is_reported():
+    with pytest.raises(ConfigError) as e:
+        parse_config(BASE + "    batch: {max_row: 5, lingr: 200ms, max_rows: 7}\n", env={})
+    assert e.value.problems == [
+        "routes.clicks.batch: unknown key 'max_row' (did you mean 'max_rows'?)",
+        "routes.clicks.batch: unknown key 'lingr' (did you mean 'linger'?)",
+    ]
 
 
 def test_describe_masks_secrets_and_a_missing_file_is_named(tmp_path):

@@ -41,7 +41,7 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
                "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class _Problems:
@@ -63,7 +63,8 @@ def _unknown(problems: _Problems, path: str, mapping: Mapping, known: tuple[str,
     for key in mapping:
         if key not in known:
             more = _did_you_mean(str(key), known) or f"; known: {', '.join(known)}"
-            problems.add(path, f"unknown key {key!r}{more}")
+            # Appended directly: every unknown key of one mapping is its own problem.
+            problems.items.append(f"{path}: unknown key {key!r}{more}")
 
 
 def _shown(value: Any) -> str:
@@ -129,17 +130,27 @@ def parse_size(value: Any) -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
 
 
+class _NeedsUnit(ValueError):
+    """A number given where a duration needs its unit."""
+
+
+DURATION_UNITS_TEXT = "us, ms, s, m, h (200ms, 30s, 15m)"
+
+
 def parse_duration(value: Any) -> float:
+    """A duration with its unit, in seconds. A bare number other than 0 is refused: 200 could be ms or s."""
     if isinstance(value, bool):
         raise ValueError
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError
-        return float(value)
+        if value == 0:
+            return 0.0
+        raise _NeedsUnit
     m = _DURATION.match(str(value))
     if not m:
         raise ValueError
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2) or ""]
+    if not m.group(2) and float(m.group(1)) != 0:
+        raise _NeedsUnit
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
 
 
 def _int(value: Any) -> int:
@@ -169,6 +180,9 @@ def _check(problems: _Problems, path: str, value: Any, convert: Callable[[Any], 
            minimum: float | None = None, strict_min: bool = False) -> Any:
     try:
         out = convert(value)
+    except _NeedsUnit:
+        problems.add(path, f"a duration needs a unit, got {_shown(value)}; units: {DURATION_UNITS_TEXT}")
+        return None
     except (ValueError, TypeError):
         problems.add(path, f"expected {expected}, got {_shown(value)}")
         return None
@@ -590,7 +604,8 @@ def _delivery(problems: _Problems, path: str, raw: Any, defaults: dict) -> Deliv
 def _converted(defaults: dict, rules: dict) -> dict:
     out = {}
     for key, value in defaults.items():
-        convert = rules[key][0] if key in rules else (lambda v: v)
+        # A dialect's defaults are numbers in their unit already (seconds for durations).
+        convert = rules[key][0] if key in rules and isinstance(value, str) else (lambda v: v)
         out[key] = convert(value)
     return out
 
