@@ -99,9 +99,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _config_error(e)
     args.redact.secrets = config_secrets(config)
-    if args.workers < 1:
-        print(f"ingest-bridge: --workers must be at least 1, got {args.workers}", file=sys.stderr)
-        return 2
     if args.workers == 1:
         try:
             _run(_serve(config, args.listen, path=args.config, watch=args.watch))
@@ -246,14 +243,26 @@ class _Version(argparse.Action):
 
 # The emulators' names, spelled out so that --help needs no import of them.
 DIALECT_CHOICES = ("http", "timeplus", "obsrv", "feldera", "axiom", "faulty")
-LOG_DEFAULTS = {"log_level": "info", "log_format": "json"}
+# None: the command's own default (the demo prints for a person, so its logs are quiet text).
+LOG_DEFAULTS = {"log_level": None, "log_format": None}
+COMMAND_LOG_DEFAULTS = {"demo": ("warning", "text")}
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return n
 
 
 def _log_flags(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.add_argument("--log-level", default=defaults["log_level"], choices=["debug", "info", "warning", "error"],
-                   help="default: info")
+                   help="default: info (demo: warning)")
     p.add_argument("--log-format", default=defaults["log_format"], choices=["json", "text"],
-                   help="log lines as JSON (default) or text")
+                   help="log lines as JSON (default; demo: text) or text")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -270,7 +279,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", parents=[logopts], help="run the bridge")
     s.add_argument("--config", required=True, help="YAML configuration file")
     s.add_argument("--listen", help="gRPC HOST:PORT (overrides the config's listen)")
-    s.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    s.add_argument("--workers", type=_positive, default=1, help="processes sharing the port (SO_REUSEPORT)")
     s.add_argument("--watch", action="store_true",
                    help="reload the config when its file changes (SIGHUP always reloads it; one process only)")
     s.set_defaults(func=cmd_serve)
@@ -282,8 +291,9 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", parents=[logopts], help="run the bridge against a local target and stream sample rows")
     d.add_argument("--dialect", default="http", choices=DIALECT_CHOICES,
                    help="the local target to run: %(choices)s (default: http)")
-    d.add_argument("--rows", type=int, default=100_000, help="rows to send over all payload shapes")
-    d.add_argument("--batch-rows", type=int, default=1000, help="rows per gRPC message")
+    d.add_argument("--rows", type=_positive, default=100_000, help="rows to send over all payload shapes "
+                   "(default: 100000)")
+    d.add_argument("--batch-rows", type=_positive, default=1000, help="rows per gRPC message (default: 1000)")
     d.set_defaults(func=cmd_demo)
 
     f = sub.add_parser("send", parents=[logopts],
@@ -300,8 +310,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--format", choices=["ndjson", "csv", "dead-letter"],
                    help="default: from the file name (.csv; dead-letter*.ndjson: a spool's dead-letter file), "
                         "else ndjson")
-    f.add_argument("--batch-rows", type=int, default=1000)
-    f.add_argument("--window", type=int, default=32, help="batches waiting for their acks at most")
+    f.add_argument("--batch-rows", type=_positive, default=1000, help="rows per message (default: 1000)")
+    f.add_argument("--window", type=_positive, default=32, help="batches waiting for their acks at most (default: 32)")
     f.add_argument("--token-env", default="INGEST_BRIDGE_TOKEN", metavar="VAR",
                    help="environment variable holding the bearer token (default: INGEST_BRIDGE_TOKEN)")
     f.add_argument("--tls-ca", help="TLS: the CA certificate that signed the bridge's certificate (PEM)")
@@ -325,6 +335,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from bridge.ops import logs
+
+    level, fmt = COMMAND_LOG_DEFAULTS.get(args.command, ("info", "json"))
+    args.log_level = args.log_level or level
+    args.log_format = args.log_format or fmt
 
     args.redact = logs.setup(args.log_level, args.log_format)
     with contextlib.suppress(KeyboardInterrupt):

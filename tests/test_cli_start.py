@@ -131,3 +131,27 @@ def test_help_lists_the_emulators_and_the_default_port():
     assert "http, timeplus, obsrv, feldera, axiom" in d
     p = run("emulate", "nosuch")
     assert p.returncode == 2 and "invalid choice: 'nosuch'" in p.stderr and "timeplus" in p.stderr
+
+
+@pytest.mark.parametrize("args", [["--rows", "-5"], ["--rows", "0"], ["--batch-rows", "0"], ["--rows", "many"]])
+def test_demo_refuses_a_count_below_one(args):
+    p = run("demo", *args)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and p.stdout == ""
+    assert f"argument {args[0]}: expected a whole number of at least 1, got '{args[1]}'" in p.stderr
+
+
+def test_send_refuses_a_batch_or_window_below_one():
+    for flag in ("--batch-rows", "--window"):
+        p = run("send", "--route", "r", "-", flag, "0")
+        assert p.returncode == 2 and f"argument {flag}: expected a whole number of at least 1" in p.stderr
+
+
+def test_the_demo_prints_for_a_person_and_its_logs_stay_quiet():
+    p = run("demo", "--rows", "40", "--batch-rows", "10")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.startswith("ingest-bridge demo: bridge on 127.0.0.1:")
+    assert p.stderr == ""
+    # Asked for, its logs come as text, not JSON.
+    p = run("demo", "--rows", "40", "--log-level", "info")
+    assert p.returncode == 0 and "INFO bridge.server: listening on" in p.stderr
+    assert not any(line.startswith("{") for line in p.stderr.splitlines())

@@ -42,6 +42,9 @@ async def _stream(stub, requests: list[pb.IngestRequest]) -> list[pb.BatchAck]:
 
 
 async def run(dialect: str = "http", rows: int = 100_000, batch_rows: int = 1000, out: TextIO = sys.stdout) -> int:
+    if rows < 1 or batch_rows < 1:
+        print(f"rows and batch_rows must be at least 1, got {rows} and {batch_rows}", file=out)
+        return 2
     if dialect not in EMULATORS:
         print(f"no local target for dialect {dialect!r}; known: {', '.join(sorted(EMULATORS))}", file=out)
         return 2
