@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -83,12 +84,10 @@ class IngestService:
         self.calls_opened += 1
         return caller
 
-    def _route(self, name: str, previous: RoutePipeline | None, caller: Caller) -> RoutePipeline:
-        if not name and previous is not None:
-            # By name, not the pipeline: a reload may have replaced or removed the route since.
-            name = previous.name
-            if name in self.routes:
-                return self.routes[name]
+    def _route(self, name: str, previous: str, caller: Caller) -> RoutePipeline:
+        # An empty name means the stream's previous one, found or not (after an unknown route, its NOT_FOUND
+        # again); by name, not the pipeline: a reload may have replaced or removed the route since.
+        name = name or previous
         if not name:
             raise BatchRejected(
                 "INVALID_ARGUMENT", "ROUTE_REQUIRED",
@@ -98,9 +97,11 @@ class IngestService:
         if route is None:
             # Only the routes this caller may use are named: the list is not a way to discover the others.
             mine = [r for r in sorted(self.routes) if caller.may_use(r)]
+            hint = difflib.get_close_matches(name, mine, n=1)
             raise BatchRejected(
                 "NOT_FOUND", "ROUTE_NOT_FOUND",
-                f"route {name!r} is not configured; configured: {', '.join(mine) or 'none'}",
+                f"route {name!r} is not configured" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; configured: {', '.join(mine) or 'none'}",
                 {"route": name},
             )
         self.access.check(caller, name)
@@ -147,7 +148,7 @@ class IngestService:
             await route.submit(ticket, rows, charge, size)
         return ticket
 
-    async def _next(self, sized: Sized, previous: RoutePipeline | None, caller: Caller,
+    async def _next(self, sized: Sized, previous: str, caller: Caller,
                     context: grpc.aio.ServicerContext, track: list[Ticket] | None = None
                     ) -> tuple[RoutePipeline, Ticket]:
         """One message: its route (empty means the previous one in a stream) and its ticket."""
@@ -158,8 +159,8 @@ class IngestService:
         return route, await self._admit(request, size, route, context, track, raw)
 
     @staticmethod
-    def _name(request: pb.IngestRequest, previous: RoutePipeline | None) -> str:
-        return request.route or (previous.name if previous else "")
+    def _name(request: pb.IngestRequest, previous: str) -> str:
+        return request.route or previous
 
     def _ack(self, t: Ticket) -> pb.BatchAck:
         return acks.ticket_ack(t, self._pipeline(t.route).dialect.resource_type)
@@ -179,7 +180,7 @@ class IngestService:
     async def _ingest_batch(self, sized: Sized, context: grpc.aio.ServicerContext, caller: Caller) -> pb.BatchAck:
         request = sized[0]
         try:
-            _, ticket = await self._next(sized, None, caller, context)
+            _, ticket = await self._next(sized, "", caller, context)
         except BatchRejected as e:
             await abort(context, acks.rejected_status(e, request.route, request.sequence))
             raise AssertionError("unreachable") from None
@@ -217,7 +218,7 @@ class IngestService:
 
         async def read() -> None:
             nonlocal reading, cut
-            previous = None
+            previous = ""
             try:
                 async for sized in requests:
                     reading = False
@@ -226,17 +227,18 @@ class IngestService:
                     if self.draining.is_set():
                         cut = True  # not admitted, never acknowledged: the caller resends it elsewhere
                         return
+                    name = self._name(request, previous)
                     try:
-                        previous, ticket = await self._next(sized, previous, caller, context, live)
+                        _, ticket = await self._next(sized, previous, caller, context, live)
                     except BatchRejected as e:
                         if e.reason == "BRIDGE_SHUTTING_DOWN":
                             cut = True
                             return
-                        name = self._name(request, previous)
                         await queue.put(acks.rejected_ack(e, name, request.sequence, acks.request_rows(request)))
                         continue
                     finally:
                         reading = True
+                        previous = name
                     await queue.put(ticket)
             finally:
                 queue.put_nowait(None)
@@ -318,7 +320,7 @@ class IngestService:
                 fail(self._ack(t).status)
 
         async def read() -> None:
-            previous = None
+            previous = ""
             async for sized in requests:
                 if failed.done():
                     return
@@ -327,10 +329,11 @@ class IngestService:
                     fail(acks.rejected_status(shutting_down(), self._name(request, previous), request.sequence))
                     return
                 try:
-                    previous, ticket = await self._next(sized, previous, caller, context, tickets)
+                    _, ticket = await self._next(sized, previous, caller, context, tickets)
                 except BatchRejected as e:
                     fail(acks.rejected_status(e, self._name(request, previous), request.sequence))
                     return
+                previous = self._name(request, previous)
                 ticket.future.add_done_callback(on_done)
 
         reader = asyncio.create_task(read())
