@@ -183,17 +183,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from bridge.client import Connection, Reconnect, sendfile
+    from bridge.client import Connection, Reconnect, csvrows, sendfile
 
     # The token comes from the environment, not a flag: flags show in `ps`.
     token = os.environ.get(args.token_env) or None
     if bool(args.tls_cert) != bool(args.tls_key):
         print("ingest-bridge send: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
+    try:
+        columns = csvrows.parse_columns(args.column)
+    except ValueError as e:
+        print(f"ingest-bridge send: {e}", file=sys.stderr)
+        return 2
     conn = Connection(token, args.tls_ca, args.tls_cert, args.tls_key)
     reconnect = Reconnect(max_backoff=args.max_backoff, give_up_after=args.give_up_after)
     return sendfile.main(args.target, args.route, args.file, args.format, args.batch_rows, args.window, conn,
-                         reconnect)
+                         reconnect, args.csv_types, columns, args.token_env)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -300,16 +305,23 @@ def parser() -> argparse.ArgumentParser:
                        help="stream an NDJSON or CSV file (or - for stdin) to a running bridge")
     f.add_argument("file", help="the file, or - for standard input")
     f.add_argument("--target", default="127.0.0.1:50051",
-                   help="the bridge's gRPC HOST:PORT; several (HOST1:PORT,HOST2:PORT) or dns:///NAME:PORT "
-                        "spread streams round robin")
+                   help="the bridge's gRPC HOST:PORT (default: 127.0.0.1:50051); several (HOST1:PORT,HOST2:PORT) "
+                        "or dns:///NAME:PORT spread streams round robin")
     f.add_argument("--max-backoff", type=float, default=5.0, metavar="SECONDS",
                    help="longest wait before opening a dropped stream again (default 5)")
     f.add_argument("--give-up-after", type=float, default=120.0, metavar="SECONDS",
                    help="exit 2 when no batch was acknowledged for this long (default 120)")
     f.add_argument("--route", required=True)
     f.add_argument("--format", choices=["ndjson", "csv", "dead-letter"],
-                   help="default: from the file name (.csv; dead-letter*.ndjson: a spool's dead-letter file), "
-                        "else ndjson")
+                   help="default: from the file name (.csv; dead-letter*.ndjson) or its content (a spool's "
+                        "dead-letter records), else ndjson")
+    f.add_argument("--csv-types", choices=["infer", "string"], default="infer",
+                   help="CSV cells: infer (default) types a cell only when its text is a JSON number, true or "
+                        "false, and sends it as written (01234, 1_000 and ' 42 ' stay strings; empty is null); "
+                        "string: every cell is a string")
+    f.add_argument("--column", action="append", default=[], metavar="NAME=TYPE",
+                   help="one CSV column's type: auto, string, int, double, bool, json (repeatable); a cell that "
+                        "is not of it stops the send with its line")
     f.add_argument("--batch-rows", type=_positive, default=1000, help="rows per message (default: 1000)")
     f.add_argument("--window", type=_positive, default=32, help="batches waiting for their acks at most (default: 32)")
     f.add_argument("--token-env", default="INGEST_BRIDGE_TOKEN", metavar="VAR",

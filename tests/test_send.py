@@ -34,7 +34,7 @@ async def test_csv_values_are_typed_and_bad_rows_make_a_non_zero_exit(sink, brid
     assert rc == 1
     assert sink.rows == [{"id": 1, "name": "ann", "ok": True}, {"id": 2, "name": None, "ok": False}]
     text = out.getvalue()
-    assert "2 rows accepted, 1 rejected" in text and "row 2: column 'id' expects an integer" in text
+    assert "2 rows accepted, 1 rejected" in text and "line 4: column 'id' expects an integer" in text
     assert "\r" not in text, "no progress bar when not on a terminal"
 
 

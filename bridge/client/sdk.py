@@ -136,11 +136,28 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
 
     reading: asyncio.Future | None = None  # the source's next request, being read
 
+    class _Ended(Exception):
+        """A write failed because the call ended: the reader reports the call's status."""
+
+    async def on_call(op) -> None:
+        try:
+            await op
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # grpc may raise its own internal error here before the status arrives
+            raise _Ended from None
+
     async def writer(call, room: asyncio.Semaphore) -> None:
+        try:
+            await write_all(call, room)
+        except _Ended:
+            return
+
+    async def write_all(call, room: asyncio.Semaphore) -> None:
         nonlocal exhausted, reading
         for req in list(pending.values()):  # resend what was never acknowledged
             await room.acquire()
-            await call.write(req)
+            await on_call(call.write(req))
         while not exhausted:
             await room.acquire()
             if reading is None:
@@ -155,8 +172,8 @@ async def stream(target: str | grpc.aio.Channel, requests: AsyncIterator[pb.Inge
                 break
             reading = None
             pending[req.sequence] = req
-            await call.write(req)
-        await call.done_writing()
+            await on_call(call.write(req))
+        await on_call(call.done_writing())
 
     attempt = 0
     progress = time.monotonic()  # the last ack (or the start)

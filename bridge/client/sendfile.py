@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import io
 import os
 import sys
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
@@ -25,33 +25,33 @@ import grpc
 import orjson
 from google.rpc import error_details_pb2
 
+from bridge.client import csvrows
 from bridge.client import sdk as client
 from bridge.proto import pb
 
 
-def _infer(value: str):
-    """CSV cells to JSON values: integers, numbers, true/false, empty as null, else text."""
-    if value == "":
-        return None
-    if value in ("true", "false"):
-        return value == "true"
+def is_dead_letter(line: bytes) -> bool:
+    """A spool's dead-letter record (known by its content, whatever the file is called)."""
     try:
-        return int(value)
-    except ValueError:
-        pass
-    try:
-        f = float(value)
-    except ValueError:
-        return value
-    return f if f == f and f not in (float("inf"), float("-inf")) else value
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return (isinstance(entry, dict) and {"route", "spool_seq", "rows"} <= entry.keys()
+            and isinstance(entry["rows"], list) and all(isinstance(r, dict) and "row" in r for r in entry["rows"]))
 
 
-def read_objects(stream: BinaryIO, fmt: str, infer: bool = True) -> Iterator[bytes]:
-    """One JSON object (bytes) per row."""
+def read_objects(stream: BinaryIO, fmt: str, types: str = "infer",
+                 columns: dict[str, str] | None = None) -> Iterator[bytes]:
+    """One JSON object per row."""
+    for _, obj in read_rows(stream, fmt, types, columns):
+        yield obj
+
+
+def read_rows(stream: BinaryIO, fmt: str, types: str = "infer",
+              columns: dict[str, str] | None = None) -> Iterator[tuple[int, bytes]]:
+    """(line number, one JSON object) per row: the line names the row when the bridge rejects it."""
     if fmt == "csv":
-        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-        for row in csv.DictReader(text):
-            yield orjson.dumps({k: (_infer(v) if infer else v) for k, v in row.items()})
+        yield from csvrows.read_csv(stream, types, columns)
         return
     if fmt == "dead-letter":
         # A spool's dead-letter file: one record per line, its rows under "rows"[*]["row"].
@@ -62,12 +62,27 @@ def read_objects(stream: BinaryIO, fmt: str, infer: bool = True) -> Iterator[byt
                     rows = [r["row"] for r in entry["rows"]]
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     raise ValueError(f"line {n} is not a dead-letter record") from None
-                yield from (orjson.dumps(r) for r in rows)
+                for r in rows:
+                    yield n, orjson.dumps(r)
         return
-    for line in stream:
+    for n, line in enumerate(stream, 1):
         line = line.strip()
         if line:
-            yield line
+            yield n, line
+
+
+def sniff(stream: BinaryIO) -> str | None:
+    """"dead-letter" when the first line of a seekable file is a dead-letter record (the stream is rewound)."""
+    if not stream.seekable():
+        return None
+    pos = stream.tell()
+    try:
+        for line in stream:
+            if line.strip():
+                return "dead-letter" if is_dead_letter(line) else None
+        return None
+    finally:
+        stream.seek(pos)
 
 
 @dataclass
@@ -78,6 +93,7 @@ class Progress:
     accepted: int = 0
     started: float = field(default_factory=time.monotonic)
     last: float = 0.0
+    open: bool = False
 
     def show(self, read_bytes: int, final: bool = False) -> None:
         now = time.monotonic()
@@ -93,9 +109,16 @@ class Progress:
             eta = (dt / frac - dt) if frac > 0 else 0
             line = f"[{bar:<30}] {frac:6.1%} " + line + f"  ETA {eta:5.0f}s"
         self.out.write("\r" + line)
+        self.open = not final
         if final:
             self.out.write("\n")
         self.out.flush()
+
+    def end(self) -> None:
+        """End a progress line left open, so that what follows starts a line of its own."""
+        if self.open:
+            self.out.write("\n")
+            self.open = False
 
 
 _CODES = {c.value[0]: c.name for c in grpc.StatusCode}
@@ -111,23 +134,85 @@ def _status_text(st) -> str:
     return text
 
 
+_TOKEN_HINT = ("the bridge wants a token: put it in ${var} (ingest-bridge send reads it from there; "
+               "--token-env names another variable)")
+
+
+def parse_target(target: str) -> str:
+    """What gRPC dials: an ``http://HOST:PORT`` (or several, comma-separated) is taken as its HOST:PORT.
+
+    ValueError saying what to give instead of something gRPC would only call a misformatted name.
+    """
+    out = []
+    for part in (p.strip() for p in target.split(",")):
+        if part.startswith("http://"):
+            part = part.removeprefix("http://").rstrip("/")
+        elif part.startswith("https://"):
+            raise ValueError(f"--target {target!r}: give HOST:PORT (an https:// URL is not a gRPC address; "
+                             "for TLS add --tls-ca)")
+        elif ":/" in part or part.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
+            out.append(part)  # one of gRPC's own schemes (dns:///NAME:PORT, ...)
+            continue
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit() or "/" in part:
+            raise ValueError(f"--target {target!r}: expected HOST:PORT, such as 127.0.0.1:50051")
+        out.append(part)
+    return ",".join(out)
+
+
+async def _http_port_hint(target: str) -> str | None:
+    """When ``target`` answered HTTP/1: is it the bridge's ops port? Its /healthz names the gRPC port."""
+    import aiohttp
+
+    host = target.rpartition(":")[0]
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as s, \
+                s.get(f"http://{target}/healthz") as r:
+            body = await r.json(content_type=None)
+    except (TimeoutError, aiohttp.ClientError, ValueError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("grpc_port"), int):
+        return (f"{target} is the bridge's ops HTTP port (/healthz, /metrics); its gRPC port is "
+                f"{body['grpc_port']}: --target {host}:{body['grpc_port']}")
+    return (f"{target} answers HTTP/1, not gRPC: if it is the bridge's ops HTTP port (the config's 'http'), "
+            "give the gRPC port ('listen', 127.0.0.1:50051 by default)")
+
+
+async def _stream_failed(e: grpc.aio.AioRpcError, target: str, token_env: str) -> str:
+    text = f"the stream failed: {e.code().name}: {e.details()}"
+    if "http1.x server" in (e.details() or "") or "Failed parsing HTTP/2" in (e.details() or ""):
+        return await _http_port_hint(target)
+    if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+        return text + "; " + _TOKEN_HINT.format(var=token_env)
+    return text
+
+
 async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: int = 1000, window: int = 32,
                retries: int | None = None, total_bytes: int | None = None, out: TextIO = sys.stderr,
                tty: bool | None = None, connection: client.Connection | None = None,
-               reconnect: client.Reconnect | None = None) -> int:
+               reconnect: client.Reconnect | None = None, csv_types: str = "infer",
+               columns: dict[str, str] | None = None, token_env: str = "INGEST_BRIDGE_TOKEN") -> int:
     progress = Progress(out, total_bytes, out.isatty() if tty is None else tty)
-    source = read_objects(stream, fmt)
+    source = read_rows(stream, fmt, csv_types, columns)
+    seekable = stream.seekable()
     read_bytes = 0
     batches = 0
+    lines: dict[int, array] = {}  # a batch's rows' line numbers, until its ack has named its rejected rows
+    row_errors: list[str] = []
+    failed: list[str] = []
 
     def next_batch() -> list[bytes]:
         nonlocal read_bytes
         objects = []
-        for obj in source:
+        numbers = array("q")
+        for n, obj in source:
             objects.append(obj)
-            read_bytes += len(obj) + 1
+            numbers.append(n)
             if len(objects) >= batch_rows:
                 break
+        read_bytes = stream.tell() if seekable else read_bytes + sum(len(o) + 1 for o in objects)
+        if objects:
+            lines[batches] = numbers
         return objects
 
     async def requests():
@@ -139,6 +224,15 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
             yield req
 
     def on_ack(ack: pb.BatchAck) -> None:
+        numbers = lines.pop(ack.sequence, array("q"))
+        if ack.status.code != 0 and len(failed) < 5:
+            where = (f"batch {ack.sequence}" if not numbers else f"line {numbers[0]}" if len(numbers) == 1
+                     else f"lines {numbers[0]}-{numbers[-1]}")
+            failed.append(f"{where}: {_status_text(ack.status)}")
+        for e in ack.errors:
+            if len(row_errors) < 10:
+                where = f"line {numbers[e.index]}" if e.index < len(numbers) else f"batch {ack.sequence} row {e.index}"
+                row_errors.append(f"{where}: {e.reason}")
         progress.accepted += ack.accepted
         progress.show(read_bytes)
 
@@ -146,10 +240,12 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
         totals = await client.stream(target, requests(), window, retries, on_ack=on_ack, connection=connection,
                                      reconnect=reconnect)
     except grpc.aio.AioRpcError as e:
-        print(f"\ningest-bridge send: the stream failed: {e.code().name}: {e.details()}", file=out)
+        progress.end()
+        print(f"ingest-bridge send: {await _stream_failed(e, target, token_env)}", file=out)
         return 2
     except (ValueError, csv.Error) as e:  # the input stopped making sense; what was read before is sent
-        print(f"\ningest-bridge send: cannot read the input ({fmt}): {e}; {progress.accepted} rows were "
+        progress.end()
+        print(f"ingest-bridge send: cannot read the input ({fmt}): {e}; {progress.accepted} rows were "
               "accepted before it", file=out)
         return 2
     progress.show(read_bytes, final=True)
@@ -157,10 +253,10 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
     print(f"sent {batches} batches: {totals.accepted} rows accepted, {totals.rejected} rejected, "
           f"{len(totals.failed)} batches failed, {totals.resent} resent, "
           f"{totals.accepted / max(dt, 1e-9):,.0f} rows/s", file=out)
-    lines = [f"batch {a.sequence}: {_status_text(a.status)}" for a in totals.failed[:5]]
-    lines += [f"batch {seq} row {e.index}: {e.reason}" for seq, e in totals.row_errors[:10]]
-    for line in lines:
+    for line in failed + row_errors:
         print("  " + line, file=out)
+    if any("UNAUTHENTICATED" in line for line in failed):
+        print("  " + _TOKEN_HINT.format(var=token_env), file=out)
     return 0 if totals.rejected == 0 and not totals.failed else 1
 
 
@@ -171,11 +267,23 @@ def file_format(path: str) -> str:
 
 
 def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, window: int,
-         connection: client.Connection | None = None, reconnect: client.Reconnect | None = None) -> int:
-    fmt = fmt or file_format(path)
+         connection: client.Connection | None = None, reconnect: client.Reconnect | None = None,
+         csv_types: str = "infer", columns: dict[str, str] | None = None,
+         token_env: str = "INGEST_BRIDGE_TOKEN") -> int:
+    try:
+        target = parse_target(target)
+    except ValueError as e:
+        print(f"ingest-bridge send: {e}", file=sys.stderr)
+        return 2
+    if fmt is None and file_format(path) != "ndjson":
+        fmt = file_format(path)  # by its name; an .ndjson may still hold dead-letter records (read below)
+    if (columns or csv_types != "infer") and fmt not in (None, "csv"):
+        print(f"ingest-bridge send: --column and --csv-types are for CSV; the input is {fmt}", file=sys.stderr)
+        return 2
+    run = {"batch_rows": batch_rows, "window": window, "connection": connection, "reconnect": reconnect,
+           "csv_types": csv_types, "columns": columns, "token_env": token_env}
     if path == "-":
-        return asyncio.run(send(target, route, sys.stdin.buffer, fmt, batch_rows, window, connection=connection,
-                                reconnect=reconnect))
+        return asyncio.run(send(target, route, sys.stdin.buffer, fmt or "ndjson", **run))
     try:
         size = os.path.getsize(path)
         f = open(path, "rb")  # noqa: SIM115 - closed below, after the stream
@@ -183,5 +291,10 @@ def main(target: str, route: str, path: str, fmt: str | None, batch_rows: int, w
         print(f"ingest-bridge send: {path}: {e.strerror}", file=sys.stderr)
         return 2
     with f:
-        return asyncio.run(send(target, route, f, fmt, batch_rows, window, total_bytes=size,
-                                connection=connection, reconnect=reconnect))
+        if fmt is None:
+            # Rows that hold a dead-letter envelope would be sent as such: recognise the file by its content.
+            fmt = sniff(f) or "ndjson"
+            if fmt == "dead-letter":
+                print(f"ingest-bridge send: {path} holds dead-letter records: sending their rows "
+                      "(--format ndjson sends the records as they are)", file=sys.stderr)
+        return asyncio.run(send(target, route, f, fmt, total_bytes=size, **run))

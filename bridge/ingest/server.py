@@ -234,7 +234,8 @@ class Bridge:
             await asyncio.sleep(interval)
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        # The gRPC port is here for a caller that dialled this port by mistake (``send`` points it out).
+        return web.json_response({"status": "ok", "grpc_port": self.port})
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8",
