@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 from typing import Any
 
 from bridge import __version__
@@ -212,22 +213,40 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    from bridge.dev.emulators import EMULATORS
+    import yaml
+
+    from bridge.dev.emulators import rules
 
     args.port_given = args.port is not None
     if args.port is None:
         args.port = 8080
+    flags = {"api_key": args.api_key, "user": args.user, "password": args.password, "token": args.token,
+             "org_id": args.org_id, "pipeline": args.pipeline}
+    try:
+        doc = None
+        if args.rules:
+            with open(args.rules) as f:
+                doc = yaml.safe_load(f)
+        settings = rules.merge(args.dialect, doc, flags, args.target)
+    except (OSError, yaml.YAMLError, ValueError) as e:
+        print(f"ingest-bridge emulate: {e}", file=sys.stderr)
+        return 2
+
     async def run() -> None:
-        emulator = EMULATORS[args.dialect]()
+        emulator = rules.build(args.dialect, settings)
+        emulator.keep(args.keep)
         port = await emulator.start(args.host, args.port)
-        print(f"{args.dialect} emulator listening on http://{args.host}:{port}", flush=True)
+        print(f"{args.dialect} emulator listening on http://{args.host}:{port}"
+              + (f" ({rules.settings_text(settings)})" if settings else ""), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await emulator.stop()
-        print(f"accepted {len(emulator.rows)} rows in {len(emulator.requests)} requests", flush=True)
+        print(f"accepted {total(emulator.rows)} rows in {total(emulator.requests)} requests", flush=True)
+
+    from bridge.dev.emulators.base import total
 
     try:
         asyncio.run(run())
@@ -244,6 +263,14 @@ class _Version(argparse.Action):
 
         print(f"ingest-bridge {__version__}\ntranscoder: {active()}")
         parser.exit()
+
+
+def _emulate_epilog() -> str:
+    from bridge.dev.emulators.rules import rules_text
+
+    return "what each emulator accepts:\n" + "\n".join(
+        textwrap.fill(f"{d}: {rules_text(d)}", width=100, initial_indent="  ", subsequent_indent="    ")
+        for d in DIALECT_CHOICES)
 
 
 # The emulators' names, spelled out so that --help needs no import of them.
@@ -336,10 +363,25 @@ def parser() -> argparse.ArgumentParser:
     for command in inspect.add_parsers(sub):
         command.set_defaults(func=cmd_inspect)
 
-    e = sub.add_parser("emulate", parents=[logopts], help="serve a local emulator of a target")
+    e = sub.add_parser("emulate", parents=[logopts], help="serve a local emulator of a target",
+                       description="Serve a local emulator of a target: it enforces the target's documented rules, "
+                                   "answers its documented errors and keeps what it accepted.",
+                       epilog=_emulate_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("dialect", choices=DIALECT_CHOICES, help="the target to emulate: %(choices)s")
     e.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     e.add_argument("--port", type=int, default=None, help="default: 8080 (0: any free port)")
+    e.add_argument("--keep", type=_positive, default=100_000, metavar="N",
+                   help="rows kept in memory, the last N (default: 100000); every row is counted")
+    e.add_argument("--rules", metavar="FILE", help="a YAML file of the settings below (flags win over it)")
+    e.add_argument("--api-key", help="timeplus, feldera: the API key it takes")
+    e.add_argument("--user", help="timeplus: the Basic user")
+    e.add_argument("--password", help="timeplus: the Basic password")
+    e.add_argument("--token", help="obsrv, axiom: the bearer token it takes")
+    e.add_argument("--org-id", help="axiom: the organisation id a personal token needs")
+    e.add_argument("--pipeline", help="feldera: the pipeline's name")
+    e.add_argument("--target", action="append", default=[], metavar="NAME[=COL,...]",
+                   help="a stream (timeplus: NAME=COLUMNS), table (feldera: NAME=COLUMNS) or dataset (obsrv, axiom: "
+                        "NAME) that exists; repeatable; replaces the default ones")
     e.set_defaults(func=cmd_emulate)
     return p
 

@@ -102,6 +102,10 @@ async def run(dialect: str = "http", rows: int = 100_000, batch_rows: int = 1000
         file=out,
     )
     print(metrics, file=out)
+    faults = getattr(emulator, "faults", 0)
+    if faults:
+        print(f"the target failed {faults} requests on purpose (two 503s, a reset, 429, 500); the bridge retried each",
+              file=out)
     problems = [f"{shape}: batch {a.sequence} failed: {a.status.message}" for shape, *_, failed in report
                 for a in failed[:3]]
     problems += _check(arrived, rows)

@@ -127,6 +127,7 @@ class BadRequest(Exception):
 
 class AxiomEmulator(Emulator):
     name = "axiom"
+    row_logs = ("stored", "time_fields")
 
     def __init__(self, datasets: tuple[str, ...] = ("events",), tokens: tuple[str, ...] = ("xaat-demo-token",),
                  org_ids: tuple[str, ...] = ("demo-org",), rate_limit: int | None = None,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,10 +63,36 @@ def decompress(body: bytes, encoding: str) -> bytes:
     raise ValueError(f"unsupported Content-Encoding {encoding!r}")
 
 
+class Kept(deque):
+    """The last ``maxlen`` items, and ``total``: how many were ever added (for a long-running emulator)."""
+
+    def __init__(self, maxlen: int) -> None:
+        super().__init__(maxlen=maxlen)
+        self.total = 0
+
+    def append(self, item: Any) -> None:
+        self.total += 1
+        super().append(item)
+
+    def extend(self, items: Iterable[Any]) -> None:
+        items = list(items)
+        self.total += len(items)
+        super().extend(items)
+
+
+def total(items: list | Kept) -> int:
+    """How many items were ever added: all of a list, or a window's count."""
+    return items.total if isinstance(items, Kept) else len(items)
+
+
 class Emulator:
-    """Subclasses add routes in ``routes()``; ``requests`` keeps every request, ``rows`` what was accepted."""
+    """Subclasses add routes in ``routes()``; ``requests`` keeps every request, ``rows`` what was accepted.
+
+    ``keep(n)`` bounds them (and ``row_logs``, other per-row records) to the last n, counting the rest.
+    """
 
     name = "emulator"
+    row_logs: tuple[str, ...] = ()  # attributes that grow by one item per row or request
 
     def __init__(self) -> None:
         self.requests: list[Captured] = []
@@ -101,6 +129,13 @@ class Emulator:
         answer = self._lost.pop(0)
         await handler(request)
         return answer.response()
+
+    def keep(self, rows: int) -> None:
+        """Keep the last ``rows`` rows (and as many per-row records), the last ``min(rows, 100)`` requests."""
+        self.rows = Kept(rows)
+        self.requests = Kept(max(1, min(rows, 100)))  # a request holds its whole body: fewer of them
+        for name in self.row_logs:
+            setattr(self, name, Kept(rows))
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError

@@ -18,9 +18,10 @@ A step is a dict:
   served came (over ``served``, the mean concurrency it served at).
 
 ``times`` in a step repeats it. From the command line
-(``ingest-bridge emulate faulty --port P``): ``POST /_script`` with a JSON
-list of steps appends them, ``POST /_release`` releases stalled requests,
-``GET /_state`` shows the counts.
+(``ingest-bridge emulate faulty --port P``): ``POST /_script`` with a step
+or a JSON list of steps appends them, ``DELETE /_script`` clears the queued
+steps and the standing rules, ``POST /_release`` releases stalled
+requests, ``GET /_state`` shows the counts.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import csv
 import orjson
 from aiohttp import web
 
-from bridge.dev.emulators.base import Emulator
+from bridge.dev.emulators.base import Emulator, total
 from bridge.dev.emulators.http_sink import parse_rows
 
 
@@ -47,6 +48,7 @@ class FaultyTarget(Emulator):
         self.capacity: dict | None = None
         self.refused = 0  # 503s given by the capacity rule
         self.served = self.served_load = 0
+        self.faults = 0  # requests answered with a scripted failure or dropped
         self._released = asyncio.Event()
 
     def script(self, *steps: dict) -> None:
@@ -60,32 +62,57 @@ class FaultyTarget(Emulator):
                 continue
             self.steps += [step] * int(step.get("times", 1))
 
+    def clear(self) -> None:
+        """Drop the queued steps and the standing rules (max_rows, capacity)."""
+        self.steps.clear()
+        self.max_rows = None
+        self.capacity = None
+
     def release(self) -> None:
         self._released.set()
 
     def demo_route(self) -> dict:
-        return {"dialect": "http", "url": self.url + "/ingest", "options": {"format": "ndjson"}}
+        # The demo shows retries: failures that a retry survives, with short backoffs so that it stays quick.
+        self.script({"status": 503, "times": 2}, {"reset": True},
+                    {"status": 429, "headers": {"Retry-After": "0"}}, {"status": 500})
+        return {"dialect": "http", "url": self.url + "/ingest", "options": {"format": "ndjson"},
+                "delivery": {"initial_backoff": "20ms", "max_backoff": "100ms"}}
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/_script", self._control_script)
+        app.router.add_delete("/_script", self._control_clear)
         app.router.add_post("/_release", self._control_release)
         app.router.add_get("/_state", self._control_state)
         app.router.add_post("/{tail:.*}", self.ingest)
 
     async def _control_script(self, request: web.Request) -> web.Response:
-        steps = await request.json()
+        try:
+            steps = await request.json()
+        except ValueError:
+            steps = None
+        if isinstance(steps, dict):
+            steps = [steps]
         if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
-            return web.json_response({"message": "expected a JSON list of steps"}, status=400)
+            return web.json_response({"message": "expected a step (a JSON object) or a JSON list of steps"},
+                                     status=400)
+        problems = [p for s in steps if (p := _check_step(s))]
+        if problems:
+            return web.json_response({"message": "; ".join(problems)}, status=400)
         self.script(*steps)
         return web.json_response({"steps": len(self.steps)})
+
+    async def _control_clear(self, _: web.Request) -> web.Response:
+        self.clear()
+        return web.json_response({"steps": 0})
 
     async def _control_release(self, _: web.Request) -> web.Response:
         self.release()
         return web.json_response({})
 
     async def _control_state(self, _: web.Request) -> web.Response:
-        return web.json_response({"requests": len(self.requests), "rows": len(self.rows), "steps": len(self.steps),
-                                  "in_flight": self.in_flight, "refused": self.refused})
+        return web.json_response({"requests": total(self.requests), "rows": total(self.rows),
+                                  "steps": len(self.steps), "in_flight": self.in_flight, "refused": self.refused,
+                                  "faults": self.faults})
 
     async def ingest(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
@@ -111,6 +138,7 @@ class FaultyTarget(Emulator):
                 await self._released.wait()
                 continue
             if step.get("reset"):
+                self.faults += 1
                 if request.transport is not None:
                     request.transport.close()
                 raise asyncio.CancelledError  # aiohttp drops the request without an answer
@@ -119,6 +147,8 @@ class FaultyTarget(Emulator):
             status = int(step["status"])
             if 200 <= status < 300:
                 self._keep(cap, rows)
+            else:
+                self.faults += 1
             return web.Response(body=orjson.dumps(step.get("body", {"message": f"scripted {status}"})),
                                 status=status, headers=step.get("headers", {}), content_type="application/json")
         if self.capacity is not None:
@@ -154,3 +184,22 @@ class FaultyTarget(Emulator):
         if 200 <= status < 300:
             self._keep(cap, rows)
         return resp
+
+
+_STEP_KEYS = {"status", "body", "headers", "delay", "reset", "slow", "stall", "max_rows", "times", "capacity",
+              "latency", "per_request"}
+
+
+def _check_step(step: dict) -> str | None:
+    """What is wrong with a step sent to /_script (a bad one would fail a request later, far from its cause)."""
+    unknown = sorted(set(step) - _STEP_KEYS)
+    if unknown:
+        return (f"unknown key(s) {', '.join(unknown)} in {orjson.dumps(step).decode()}; "
+                f"keys: {', '.join(sorted(_STEP_KEYS))}")
+    if not ({"status", "delay", "reset", "slow", "stall", "max_rows", "capacity"} & set(step)):
+        return (f"{orjson.dumps(step).decode()} says nothing to do: give status, delay, reset, slow, stall, max_rows "
+                "or capacity")
+    for key in ("status", "times", "max_rows", "capacity"):
+        if key in step and (not isinstance(step[key], int) or isinstance(step[key], bool) or step[key] < 0):
+            return f"{key} must be a whole number, got {orjson.dumps(step[key]).decode()}"
+    return None

@@ -67,6 +67,7 @@ def _not_deployed(name: str) -> web.Response:
 
 class FelderaEmulator(Emulator):
     name = "feldera"
+    row_logs = ("changes",)
 
     def __init__(self, pipelines: dict[str, Pipeline] | None = None, api_key: str | None = None,
                  inprogress_polls: int = 1, paused_hold: float = 0.2) -> None:

@@ -34,6 +34,7 @@ class _Refused(Exception):
 
 class TimeplusEmulator(Emulator):
     name = "timeplus"
+    row_logs = ("changes",)
 
     def __init__(self, streams: dict[str, list[str]] | None = None, changelog: tuple[str, ...] = (),
                  api_key: str = "demo-api-key", user: str = "ingest", password: str = "secret",
