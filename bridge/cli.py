@@ -371,7 +371,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     e.add_argument("--port", type=int, default=None, help="default: 8080 (0: any free port)")
     e.add_argument("--keep", type=_positive, default=100_000, metavar="N",
-                   help="rows kept in memory, the last N (default: 100000); every row is counted")
+                   help="rows kept in memory, the last N (default: 100000), and the last 10 requests; every row "
+                        "and request is counted")
     e.add_argument("--rules", metavar="FILE", help="a YAML file of the settings below (flags win over it)")
     e.add_argument("--api-key", help="timeplus, feldera: the API key it takes")
     e.add_argument("--user", help="timeplus: the Basic user")

@@ -131,9 +131,9 @@ class Emulator:
         return answer.response()
 
     def keep(self, rows: int) -> None:
-        """Keep the last ``rows`` rows (and as many per-row records), the last ``min(rows, 100)`` requests."""
+        """Keep the last ``rows`` rows (and as many per-row records), the last ``min(rows, 10)`` requests."""
         self.rows = Kept(rows)
-        self.requests = Kept(max(1, min(rows, 100)))  # a request holds its whole body: fewer of them
+        self.requests = Kept(max(1, min(rows, 10)))  # a request holds its body and rows: few of them
         for name in self.row_logs:
             setattr(self, name, Kept(rows))
 
