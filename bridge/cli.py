@@ -1,4 +1,4 @@
-"""The ``ingest-bridge`` command: serve, check, send, explain, schema, demo, emulate."""
+"""The ``ingest-bridge`` command: serve, check, send, explain, schema, demo, emulate, descriptor-set."""
 
 from __future__ import annotations
 
@@ -74,6 +74,19 @@ async def _serve(config, listen: str | None, reuse_port: bool = False, path: str
     for task in tasks:
         task.cancel()
     await bridge.stop()
+
+
+def cmd_descriptor_set(args: argparse.Namespace) -> int:
+    from bridge import descset
+
+    try:
+        messages = descset.make(args.proto, args.output, args.include)
+    except (ValueError, OSError) as e:
+        print(f"ingest-bridge descriptor-set: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}: messages {', '.join(messages) or 'none'}; name it in a route's "
+          "options.descriptor_set")
+    return 0
 
 
 def _settings(args: argparse.Namespace) -> dict[str, str]:
@@ -362,6 +375,15 @@ def parser() -> argparse.ArgumentParser:
 
     for command in inspect.add_parsers(sub):
         command.set_defaults(func=cmd_inspect)
+
+    ds = sub.add_parser("descriptor-set", parents=[logopts],
+                        help="compile a .proto file into the descriptor set a route's descriptor_set names")
+    ds.add_argument("proto", help="the .proto file defining your message")
+    ds.add_argument("-o", "--output", required=True, help="the descriptor set file to write")
+    ds.add_argument("-I", "--include", action="append", default=[], metavar="DIR",
+                    help="another directory its imports are found in (repeatable; the file's own directory and "
+                         "the google/protobuf types are always searched)")
+    ds.set_defaults(func=cmd_descriptor_set)
 
     e = sub.add_parser("emulate", parents=[logopts], help="serve a local emulator of a target",
                        description="Serve a local emulator of a target: it enforces the target's documented rules, "
