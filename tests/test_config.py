@@ -136,3 +136,10 @@ def test_describe_shows_spool_and_callers_without_their_tokens(tmp_path):
     assert f"spool: dir={tmp_path}/clicks max_bytes=2147483648 fsync=every 5ms" in text
     assert "access: token checkout (***) may use clicks" in text
     assert "tok-9c41e0aa" not in text
+
+
+def test_describe_shows_the_user_name_and_masks_the_password():
+    text = describe(parse_config(BASE.replace("dialect: http", "dialect: timeplus") + "    target: clicks\n"
+                                 "    auth: {username: ingest-user, password: pw-Secret-9}\n", env={}))
+    assert "auth: {'username': 'ingest-user', 'password': '***'}" in text
+    assert "pw-Secret-9" not in text

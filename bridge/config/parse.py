@@ -654,11 +654,15 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Bridg
     return parse_config(text, env, source=str(path))
 
 
-def _masked(value: Any) -> Any:
+# Auth keys that name someone rather than prove it: shown by ``check`` (a wrong user name is a common mistake).
+_NOT_SECRET = frozenset({"username"})
+
+
+def _masked(value: Any, key: str = "") -> Any:
     if isinstance(value, Secret):
-        return "***"
+        return value.value if key in _NOT_SECRET else "***"
     if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
+        return {k: _masked(v, k) for k, v in value.items()}
     return value
 
 
