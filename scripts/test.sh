@@ -19,9 +19,11 @@ command -v grpc_java_plugin >/dev/null 2>&1 || need="$need protobuf-compiler-grp
 if [ -n "$need" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing from Debian's packages:$need" >&2
-    apt-get update -qq
+    # shellcheck source=scripts/apt_wait.sh
+    . scripts/apt_wait.sh
+    apt_wait update -qq
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt_wait install -y -qq --no-install-recommends $need >/dev/null
   else
     echo "note: not root, so$need stay missing: their tests will be skipped" >&2
   fi
