@@ -77,7 +77,7 @@ async def _serve(config, listen: str | None, reuse_port: bool = False, path: str
 
 
 def cmd_descriptor_set(args: argparse.Namespace) -> int:
-    from bridge import descset
+    from bridge.transcode import descset
 
     try:
         messages = descset.make(args.proto, args.output, args.include)

@@ -113,7 +113,7 @@ def test_log_flags_work_before_and_after_the_subcommand(tmp_path, where):
     serve = ["serve", "--config", config(tmp_path)]
     err = serve_until_ready(flags + serve if where == "before" else serve + flags)
     listening = [ln for ln in err.splitlines() if "listening on" in ln]
-    assert listening and " INFO bridge.server: listening on 127.0.0.1:0" in listening[0], err
+    assert listening and " INFO bridge.ingest.server: listening on 127.0.0.1:0" in listening[0], err
     assert not listening[0].startswith("{")
 
 
@@ -121,7 +121,7 @@ def test_log_level_after_the_subcommand_takes_effect_and_one_before_is_kept(tmp_
     err = serve_until_ready(["--log-format", "text", "serve", "--config", config(tmp_path), "--log-level", "warning"])
     assert "listening on" not in err  # info is below warning
     err = serve_until_ready(["--log-format", "text", "serve", "--config", config(tmp_path)])
-    assert "INFO bridge.server: listening on" in err  # text, given before, not reset by the subcommand's default
+    assert "INFO bridge.ingest.server: listening on" in err  # text, given before, not reset by the subcommand's default
 
 
 def test_help_lists_the_emulators_and_the_default_port():
@@ -153,5 +153,5 @@ def test_the_demo_prints_for_a_person_and_its_logs_stay_quiet():
     assert p.stderr == ""
     # Asked for, its logs come as text, not JSON.
     p = run("demo", "--rows", "40", "--log-level", "info")
-    assert p.returncode == 0 and "INFO bridge.server: listening on" in p.stderr
+    assert p.returncode == 0 and "INFO bridge.ingest.server: listening on" in p.stderr
     assert not any(line.startswith("{") for line in p.stderr.splitlines())

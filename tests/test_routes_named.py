@@ -6,7 +6,7 @@ import grpc
 import pytest
 from google.rpc import code_pb2
 
-from bridge import sample
+from bridge.dev import sample
 from tests.grpc_helpers import error_info, status_of
 
 
