@@ -56,14 +56,14 @@ def script(all_blocks: list[Block], workdir: Path) -> str:
         saved = SAVE_AS.match(b.body)
         name = saved.group(1) if saved else f"block-{b.index}.{ {'yaml': 'yaml', 'python': 'py'}.get(b.lang, b.lang)}"
         if b.lang == "sh":
-            lines.append(b.body)
+            lines.append(f"{b.body}\ncd {workdir}")  # a `cd` stays in its block; `&` servers live on as jobs
             continue
         lines.append(f"cat > {name} <<'README_BLOCK_END'\n{b.body}README_BLOCK_END")
         if b.lang == "yaml" and not (b.directive or "").startswith("save only:"):
             lines.append(f"ingest-bridge check --config {name} > /dev/null")
         elif b.lang == "python":
             lines.append(f"{sys.executable} {name}")
-    lines.append("kill $(jobs -p) 2>/dev/null; wait")
+    lines.append("trap - ERR; jobs -p | xargs -r kill; wait")  # servers stop as SIGTERM stops them
     return "\n".join(lines) + "\n"
 
 
@@ -93,6 +93,8 @@ def test_the_list_of_blocks_not_run_stays_tiny():
         "skip: installs the package; the test runs the other blocks in an installed environment",
         "skip: it runs this test suite",
         "skip: needs your certificate files (check reads them)",
+        "skip: fetches from Maven Central; tests/test_examples.py builds and runs the Java client",
+        "skip: installs a Debian package (root, network)",
         "save only: an emulator's settings, not a bridge configuration; the next block uses them",
     ]
 
