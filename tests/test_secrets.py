@@ -138,7 +138,10 @@ async def test_no_secret_reaches_logs_metrics_errors_or_details(caplog, unused_t
     finally:
         await bridge.stop(grace=1.0)
         await target.runner.cleanup()
-    seen.append(describe(config).encode())
+    # `check` shows who the bridge logs in as (a user name is not a secret there), never a password or key.
+    shown = describe(config)
+    assert "'username': 'tp-user-a81'" in shown
+    seen.append(shown.replace("'username': 'tp-user-a81'", "'username': (shown)").encode())
     seen.append(repr(config).encode())
     logs = "\n".join(r.getMessage() + " " + str(r.exc_info or "") for r in caplog.records)
 
