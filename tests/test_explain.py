@@ -120,7 +120,8 @@ async def test_explain_shows_exactly_what_a_live_bridge_sends(case, tmp_path, br
     if bad:
         assert [e["row"] for e in explained["row_errors"]] == sorted(bad)
         for e in explained["row_errors"]:
-            assert f"batch 0 row {e['index']}: {e['reason']}" in sent
+            # send names a rejected row by its line in the file (here one row a line, from line 1).
+            assert f"line {e['row'] + 1}: {e['reason']}" in sent
 
 
 async def test_explain_text_sample_rows_masks_secrets_and_names_bad_rows(tmp_path):

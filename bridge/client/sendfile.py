@@ -27,7 +27,7 @@ from google.rpc import error_details_pb2
 
 from bridge.client import csvrows
 from bridge.client import sdk as client
-from bridge.proto import pb
+from bridge.proto import pb, pb_grpc
 
 
 def is_dead_letter(line: bytes) -> bool:
@@ -178,7 +178,24 @@ async def _http_port_hint(target: str) -> str | None:
             "give the gRPC port ('listen', 127.0.0.1:50051 by default)")
 
 
-async def _stream_failed(e: grpc.aio.AioRpcError, target: str, token_env: str) -> str:
+async def _refusal(target: str, connection: client.Connection) -> grpc.aio.AioRpcError | None:
+    """The bridge's answer to a plain ListRoutes with the same credentials, when it refuses them."""
+    try:
+        async with connection.channel(target) as channel:
+            await pb_grpc.IngestServiceStub(channel).ListRoutes(pb.ListRoutesRequest(), metadata=connection.metadata,
+                                                                timeout=5)
+    except grpc.aio.AioRpcError as e:
+        if e.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return e
+    return None
+
+
+async def _stream_failed(e: grpc.aio.AioRpcError, target: str, token_env: str,
+                         connection: client.Connection) -> str:
+    if e.code() == grpc.StatusCode.INTERNAL:
+        # grpc can report a call the bridge refused at once (no token) as its own INTERNAL error, when a write
+        # crossed the refusal: ask once more in a way that has no writes, to say what the bridge said.
+        e = await _refusal(target, connection) or e
     text = f"the stream failed: {e.code().name}: {e.details()}"
     if "http1.x server" in (e.details() or "") or "Failed parsing HTTP/2" in (e.details() or ""):
         return await _http_port_hint(target)
@@ -241,7 +258,8 @@ async def send(target: str, route: str, stream: BinaryIO, fmt: str, batch_rows: 
                                      reconnect=reconnect)
     except grpc.aio.AioRpcError as e:
         progress.end()
-        print(f"ingest-bridge send: {await _stream_failed(e, target, token_env)}", file=out)
+        print(f"ingest-bridge send: {await _stream_failed(e, target, token_env, connection or client.Connection())}",
+              file=out)
         return 2
     except (ValueError, csv.Error) as e:  # the input stopped making sense; what was read before is sent
         progress.end()
