@@ -374,6 +374,7 @@ def parser() -> argparse.ArgumentParser:
     from bridge import inspect
 
     for command in inspect.add_parsers(sub):
+        _log_flags(command, {"log_level": argparse.SUPPRESS, "log_format": argparse.SUPPRESS})
         command.set_defaults(func=cmd_inspect)
 
     ds = sub.add_parser("descriptor-set", parents=[logopts],

@@ -155,3 +155,9 @@ def test_the_demo_prints_for_a_person_and_its_logs_stay_quiet():
     p = run("demo", "--rows", "40", "--log-level", "info")
     assert p.returncode == 0 and "INFO bridge.ingest.server: listening on" in p.stderr
     assert not any(line.startswith("{") for line in p.stderr.splitlines())
+
+
+def test_every_subcommand_takes_the_log_flags_after_it():
+    for command in ("serve", "check", "demo", "send", "emulate", "explain", "schema", "descriptor-set"):
+        p = run(command, "--help")
+        assert p.returncode == 0 and "--log-format" in p.stdout and "--log-level" in p.stdout, command
