@@ -5,8 +5,10 @@ server started with ``&`` in one block answers the next ones), inside a
 network namespace of the test's own so that the README's fixed ports are
 free. YAML goes through ``ingest-bridge check``; a block whose first line is
 ``# save as FILE`` (``// save as FILE``) is saved under that name. A block
-preceded by ``<!-- readme-test: skip: REASON -->`` is not run; the list of
-those is pinned below so that it stays short.
+preceded by ``<!-- readme-test: skip: REASON -->`` is not run; a YAML block
+preceded by ``<!-- readme-test: not a bridge configuration: REASON -->`` is
+only read as YAML. The list of marked blocks is pinned below so that it
+stays short.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ def script(all_blocks: list[Block], workdir: Path) -> str:
             lines.append(f"{b.body}\ncd {workdir}")  # a `cd` stays in its block; `&` servers live on as jobs
             continue
         lines.append(f"cat > {name} <<'README_BLOCK_END'\n{b.body}README_BLOCK_END")
-        if b.lang == "yaml" and not (b.directive or "").startswith("save only:"):
+        if b.lang == "yaml" and (b.directive or "").startswith("not a bridge configuration:"):
+            lines.append(f"{sys.executable} -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' {name}")
+        elif b.lang == "yaml":
             lines.append(f"ingest-bridge check --config {name} > /dev/null")
         elif b.lang == "python":
             lines.append(f"{sys.executable} {name}")
@@ -93,9 +97,10 @@ def test_the_list_of_blocks_not_run_stays_tiny():
         "skip: installs the package; the test runs the other blocks in an installed environment",
         "skip: it runs this test suite",
         "skip: needs your certificate files (check reads them)",
+        "not a bridge configuration: Prometheus'",
         "skip: fetches from Maven Central; tests/test_examples.py builds and runs the Java client",
         "skip: installs a Debian package (root, network)",
-        "save only: an emulator's settings, not a bridge configuration; the next block uses them",
+        "not a bridge configuration: an emulator's settings, which the next block uses",
     ]
 
 
