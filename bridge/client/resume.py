@@ -55,7 +55,8 @@ def resumable(err: grpc.aio.AioRpcError) -> bool:
     """The stream ended for a reason a new one (perhaps to another bridge) does not share."""
     code = err.code()
     if code == grpc.StatusCode.UNAVAILABLE:
-        return True
+        # A port that answers HTTP/1 (the bridge's ops port, dialled by mistake) will not start speaking gRPC.
+        return "http1.x server" not in (err.details() or "")
     st = rich_status(err)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return _has(st, error_details_pb2.RetryInfo)  # the bridge says when; gRPC's own size check does not

@@ -197,7 +197,12 @@ class Bridge:
             try:
                 await self._start_http(self.http_listen)
             except ListenError:
-                await self.stop(grace=0)  # the gRPC port and the routes are up already: release them
+                # The gRPC port and the routes are up already: release them, quietly (nothing was served).
+                log.disabled = True
+                try:
+                    await self.stop(grace=0)
+                finally:
+                    log.disabled = False
                 raise
         serving = health_pb2.HealthCheckResponse.SERVING
         for name in ("", SERVICE_NAME, *(ROUTE_HEALTH_PREFIX + r for r in self.routes)):
