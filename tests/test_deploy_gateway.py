@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.config import parse_config
-from bridge.config.parse import parse_duration
+from bridge.config import parse_config, parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY = ROOT / "deploy" / "kubernetes" / "gateway"

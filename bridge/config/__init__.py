@@ -4,14 +4,9 @@ The typed form it builds lives in ``bridge.model.config``, so that every stage c
 depending on the parser (which knows the dialects' option tables).
 """
 
-from bridge.config.parse import (
-    COLUMN_TYPES,
-    describe,
-    load_config,
-    parse_config,
-    parse_duration,
-    parse_size,
-)
+from bridge.config.checks import COLUMN_TYPES, parse_duration, parse_listen, parse_size
+from bridge.config.describe import describe
+from bridge.config.parse import load_config, parse_config
 from bridge.model.config import (
     AccessConfig,
     BatchConfig,
@@ -29,5 +24,5 @@ from bridge.model.config import (
 __all__ = [
     "COLUMN_TYPES", "AccessConfig", "BatchConfig", "BridgeConfig", "CallerToken", "ColumnSpec", "DeliveryConfig",
     "LimitsConfig", "RouteConfig", "Secret", "SpoolConfig", "TLSConfig", "describe", "load_config", "parse_config",
-    "parse_duration", "parse_size",
+    "parse_duration", "parse_listen", "parse_size",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -13,67 +12,20 @@ import textwrap
 from typing import Any
 
 from bridge import __version__
-from bridge.model.errors import ConfigError, ListenError, SpoolError
-
-
-def _config_error(e: ConfigError) -> int:
-    print("ingest-bridge: the configuration is invalid:", file=sys.stderr)
-    for p in e.problems:
-        print(f"  {p}", file=sys.stderr)
-    return 2
-
-
-def _load(path: str):
-    """The config, checked as far as serving would check it (dialects, descriptor sets): ConfigError if not."""
-    from bridge.config import load_config
-    from bridge.ingest.server import build_routes
-
-    config = load_config(path)
-    build_routes(config, transport=None)  # type: ignore[arg-type]
-    return config
+from bridge.cli.serve import cmd_serve, config_error, listen_error, load
+from bridge.model.errors import ConfigError, ListenError
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from bridge.config import describe
 
     try:
-        config = _load(args.config)
+        config = load(args.config)
     except ConfigError as e:
-        return _config_error(e)
+        return config_error(e)
     print(describe(config))
     print(f"configuration OK: {len(config.routes)} route(s)")
     return 0
-
-
-async def _serve(config, listen: str | None, reuse_port: bool = False, path: str | None = None,
-                 watch: bool = False) -> None:
-    from bridge.ingest import reload
-    from bridge.ingest.server import Bridge
-
-    bridge = Bridge(config, listen=listen, reuse_port=reuse_port)
-    await bridge.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    tasks: set[asyncio.Task] = set()
-    if path is not None:
-        # SIGHUP (and --watch, on a change of the file) reload it; a bad file leaves the running config.
-        def hup() -> None:
-            task = loop.create_task(bridge.reload(path))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-        loop.add_signal_handler(signal.SIGHUP, hup)
-        if watch:
-            tasks.add(loop.create_task(reload.watch(bridge, path)))
-    print(f"ingest-bridge {__version__} serving gRPC on {bridge.listen} (port {bridge.port})"
-          + (f", ops HTTP on port {bridge.http_port}" if bridge.http_port else ""), flush=True)
-    await stop.wait()
-    logging.getLogger("bridge").info("shutting down: delivering what is buffered")
-    for task in tasks:
-        task.cancel()
-    await bridge.stop()
 
 
 def cmd_descriptor_set(args: argparse.Namespace) -> int:
@@ -87,107 +39,6 @@ def cmd_descriptor_set(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}: messages {', '.join(messages) or 'none'}; name it in a route's "
           "options.descriptor_set")
     return 0
-
-
-def _settings(args: argparse.Namespace) -> dict[str, str]:
-    """Where each port came from, to name it when it cannot be bound."""
-    return {"grpc": "--listen" if args.listen else f"'listen' in {args.config}", "http": f"'http' in {args.config}"}
-
-
-def _listen_error(e: ListenError, settings: dict[str, str]) -> int:
-    """One line: the address, its port and the setting it came from."""
-    setting = settings.get(e.kind, e.kind)
-    port = e.address.rpartition(":")[2]
-    print(f"ingest-bridge: cannot listen on {e.address} (port {port}, from {setting}): {e.reason}", file=sys.stderr)
-    return 2
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from bridge.config.parse import parse_listen
-    from bridge.ops.redact import config_secrets
-
-    try:
-        if args.listen is not None:
-            args.listen = parse_listen(args.listen, "--listen")
-        config = _load(args.config)
-    except ConfigError as e:
-        return _config_error(e)
-    args.redact.secrets = config_secrets(config)
-    if args.workers == 1:
-        try:
-            _run(_serve(config, args.listen, path=args.config, watch=args.watch))
-        except SpoolError as e:
-            print(f"ingest-bridge: {e}", file=sys.stderr)
-            return 2
-        except ListenError as e:
-            return _listen_error(e, _settings(args))
-        return 0
-    spooled = [name for name, r in config.routes.items() if r.spool is not None]
-    if spooled:
-        # One log has one writer: worker processes would each need their own.
-        print(f"ingest-bridge: --workers takes routes without a spool; spooled: {', '.join(spooled)}",
-              file=sys.stderr)
-        return 2
-    listen = args.listen or config.listen
-    if listen.endswith(":0"):
-        print("ingest-bridge: --workers needs a fixed port to share", file=sys.stderr)
-        return 2
-    from bridge.ingest.server import probe_bind
-
-    try:
-        probe_bind(listen, reuse_port=True)  # once here, not once per worker
-    except ListenError as e:
-        return _listen_error(e, _settings(args))
-    return _serve_workers(config, listen, args.workers, args.log_level, args.log_format, _settings(args))
-
-
-def _run(coro) -> None:
-    """Run on uvloop where it is installed (a few per cent faster), else asyncio's loop."""
-    from bridge import _malloc
-
-    _malloc.tune()
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None  # run outside the except block: an error in the run must not chain to this one
-    if uvloop is None:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
-
-
-def _worker(config, listen: str, level: str, fmt: str, settings: dict[str, str]) -> None:
-    from bridge.ops import logs
-    from bridge.ops.redact import config_secrets
-
-    logs.setup(level, fmt).secrets = config_secrets(config)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
-    try:
-        _run(_serve(config, listen, reuse_port=True))
-    except ListenError as e:
-        sys.exit(_listen_error(e, settings))
-
-
-def _serve_workers(config, listen: str, n: int, level: str, fmt: str, settings: dict[str, str]) -> int:
-    """N processes share the port (SO_REUSEPORT), one event loop each; the kernel spreads connections."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(config, listen, level, fmt, settings), name=f"ingest-bridge-{i}")
-             for i in range(n)]
-    for p in procs:
-        p.start()
-
-    def forward(signum, _frame) -> None:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.join()
-    return max((p.exitcode or 0) for p in procs)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -222,7 +73,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
         return inspect.run(args)
     except ConfigError as e:
-        return _config_error(e)
+        return config_error(e)
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
@@ -239,7 +90,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         doc = None
         if args.rules:
             with open(args.rules) as f:
-                doc = yaml.safe_load(f)
+                doc = yaml.safeload(f)
         settings = rules.merge(args.dialect, doc, flags, args.target)
     except (OSError, yaml.YAMLError, ValueError) as e:
         print(f"ingest-bridge emulate: {e}", file=sys.stderr)
@@ -264,7 +115,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run())
     except ListenError as e:
-        return _listen_error(e, {"emulator": "--port" if args.port_given else "the default --port 8080"})
+        return listen_error(e, {"emulator": "--port" if args.port_given else "the default --port 8080"})
     return 0
 
 
