@@ -90,7 +90,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         doc = None
         if args.rules:
             with open(args.rules) as f:
-                doc = yaml.safeload(f)
+                doc = yaml.safe_load(f)
         settings = rules.merge(args.dialect, doc, flags, args.target)
     except (OSError, yaml.YAMLError, ValueError) as e:
         print(f"ingest-bridge emulate: {e}", file=sys.stderr)
