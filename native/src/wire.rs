@@ -17,6 +17,10 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
     #[inline]
     pub fn done(&self) -> bool {
         self.pos >= self.buf.len()
