@@ -4,14 +4,15 @@ Processes on loopback: a sink (aiohttp, counts rows), the bridge (``ingest-bridg
 serve``), and this script as the load client (pre-serialized requests over
 IngestStream, several streams). In the same run, the references:
 
-* floor: a minimal loop (grpc.aio in -> the same decode and encode -> aiohttp
-  out, nothing else) over the same rows; bridge/floor says what the features cost;
+* transport floor: grpc.aio in, aiohttp out of pre-encoded NDJSON bodies of
+  the same rows (no decode, no encode), batched as the bridge batches them;
+  bridge/floor says what converting rows and the bridge's features cost;
 * sdk: the axiom-py SDK ingesting the same rows into the same sink;
 * http: pre-encoded bodies posted straight to the sink (the HTTP ceiling);
 * k6: a third-party gRPC load generator against the bridge (if `k6` is installed).
 
 Usage: python scripts/bench.py [--quick] [--runs N] [--workers 1,2] [--out BENCHMARKS.md]
-       [--transcoder native|python] [--scenarios rows,columns] [--throughput-only]
+       [--transcoder native,python] [--scenarios rows,columns] [--throughput-only]
 Every load loop is bounded in rows and time; only 127.0.0.1 is used.
 """
 
@@ -102,51 +103,105 @@ def role_sink(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def role_floor(port: int, sink: str) -> None:
-    """The pipeline floor: grpc.aio in, the bridge's decode and encode, aiohttp out, one ack per message."""
+def role_floor(port: int, sink: str, bodies_path: str) -> None:
+    """The transport floor: grpc.aio in, aiohttp out of pre-encoded NDJSON bodies of the same rows.
+
+    No decode and no encode: each message is taken as bytes and stands for the next pre-encoded body (every
+    message holds the same number of rows); bodies are sent as the bridge sends them (5000 rows a request or
+    after 5 ms, 4 requests in flight) and each message is acked once its rows are delivered.
+    """
     import aiohttp
     import grpc
 
     from bridge.proto import SERVICE_NAME, pb
-    from bridge.transcode import formats
-    from bridge.transcode.decode import Decoder
-    from bridge.transcode.descriptors import MessageTypes
-    from bridge.transcode.timefmt import formatter
 
-    desc = Path(tempfile.mkdtemp()) / "click.desc"
-    from bridge.dev import sample
-
-    sample.write_descriptor_set(desc)
-    ts = formatter("rfc3339")
-    dec = Decoder(ts, MessageTypes(str(desc), ts))
+    bodies = read_bodies(Path(bodies_path))
+    ack = pb.BatchAck(accepted=ROWS_PER_MESSAGE).SerializeToString()
+    per_request = 5
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
         session = aiohttp.ClientSession()
+        room = asyncio.Semaphore(4)
+        pending: list[tuple[bytes, asyncio.Future]] = []
+        posting: set[asyncio.Task] = set()
+        timer: list[asyncio.TimerHandle] = []
+        taken = [0]
+
+        async def post(batch: list[tuple[bytes, asyncio.Future]]) -> None:
+            async with room, session.post(sink, data=b"".join(b for b, _ in batch),
+                                          headers={"Content-Type": "application/x-ndjson"}) as r:
+                await r.read()
+            for _, f in batch:
+                f.set_result(None)
+
+        def flush() -> None:
+            for t in timer:
+                t.cancel()
+            timer.clear()
+            batch = pending[:]
+            pending.clear()
+            if batch:
+                task = asyncio.ensure_future(post(batch))
+                posting.add(task)
+                task.add_done_callback(posting.discard)
+
+        def add() -> asyncio.Future:
+            fut = loop.create_future()
+            pending.append((bodies[taken[0] % len(bodies)], fut))
+            taken[0] += 1
+            if len(pending) >= per_request:
+                flush()
+            elif not timer:
+                timer.append(loop.call_later(0.005, flush))
+            return fut
 
         async def stream(requests, context):
-            async for req in requests:
-                kind = req.WhichOneof("payload")
-                if kind == "json":
-                    rows = dec.json_batch(req.json)[0]
-                else:
-                    rows = getattr(dec, {"rows": "row_batch", "columns": "column_batch",
-                                         "messages": "message_batch"}[kind])(getattr(req, kind))[0]
-                body = formats.ndjson(rows)
-                async with session.post(sink, data=body, headers={"Content-Type": "application/x-ndjson"}) as r:
-                    await r.read()
-                yield pb.BatchAck(sequence=req.sequence, accepted=len(rows))
+            acks: asyncio.Queue[asyncio.Future | None] = asyncio.Queue()
+
+            async def read() -> None:
+                async for _ in requests:
+                    acks.put_nowait(add())
+                acks.put_nowait(None)
+
+            reader = asyncio.create_task(read())
+            while (fut := await acks.get()) is not None:
+                await fut
+                yield ack
+            await reader
 
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, {
             "IngestStream": grpc.stream_stream_rpc_method_handler(
-                stream, request_deserializer=pb.IngestRequest.FromString,
-                response_serializer=pb.BatchAck.SerializeToString),
+                stream, request_deserializer=None, response_serializer=None),
         }),))
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         await server.wait_for_termination()
 
     asyncio.run(main())
+
+
+def write_bodies(path: Path, payloads: list[bytes], desc: Path) -> Path:
+    """Each request's rows as the NDJSON body the bridge sends (Python transcoder), length-prefixed."""
+    from bridge.proto import pb
+    from bridge.transcode import Plan, PythonTranscoder, formats
+
+    t = PythonTranscoder(Plan("bench", descriptor_set=str(desc)))
+    with path.open("wb") as f:
+        for raw in payloads:
+            body = formats.ndjson(t.transcode(pb.IngestRequest.FromString(raw), len(raw))[0])
+            f.write(len(body).to_bytes(8, "little") + body)
+    return path
+
+
+def read_bodies(path: Path) -> list[bytes]:
+    data, out, at = path.read_bytes(), [], 0
+    while at < len(data):
+        n = int.from_bytes(data[at:at + 8], "little")
+        out.append(data[at + 8:at + 8 + n])
+        at += 8 + n
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,8 +348,10 @@ def start_sink() -> tuple[Proc, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_bridge(cfg: Path, workers: int) -> Proc:
+def start_bridge(cfg: Path, workers: int, transcoder: str | None = None) -> Proc:
     env: dict[str, str] = {}  # the bridge tunes malloc itself (bridge/_malloc.py)
+    if transcoder is not None:
+        env["INGEST_BRIDGE_PURE"] = "1" if transcoder == "python" else "0"
     return Proc([sys.executable, "-m", "bridge", "--log-level", "warning", "serve", "--config", str(cfg),
                  "--workers", str(workers)], env=env)
 
@@ -320,39 +377,42 @@ def measure(target: Proc, port: int, payloads: list[bytes], streams: int, sink: 
 # scenarios
 # ---------------------------------------------------------------------------------------------
 def run_throughput(args, sink: str, desc: Path, tmp: Path) -> dict[str, Result]:
+    """Each transcoder and worker count, then the transport floor of each shape, over the same rows."""
     from bridge.dev import sample
 
     cls = sample.click_class()
     n_msgs = args.messages
     payloads = {s: build_requests(s, n_msgs, cls) for s in args.scenarios}
     results: dict[str, Result] = {}
-    for workers in args.workers:
+    for t in args.transcoders:
+        for workers in args.workers:
+            port = free_port()
+            cfg = tmp / f"bridge-{workers}.yaml"
+            bridge_config(cfg, port, sink, desc)
+            proc = start_bridge(cfg, workers, t)
+            try:
+                wait_port(port)
+                for run in range(args.runs):
+                    for s in args.scenarios:
+                        r = results.setdefault(f"{s} {t} x{workers}", Result(f"{s} {t} x{workers}"))
+                        measure(proc, port, payloads[s], args.streams, sink, r, args.timeout)
+                        print(f"  run {run + 1} {r.name}: {r.rows_per_s[-1]:,.0f} rows/s, "
+                              f"{r.cpu_us_per_row[-1]:.2f} us/row", flush=True)
+            finally:
+                proc.stop()
+    for s in args.scenarios:
+        bodies = write_bodies(tmp / f"{s}.bodies", payloads[s], desc)
         port = free_port()
-        cfg = tmp / f"bridge-{workers}.yaml"
-        bridge_config(cfg, port, sink, desc)
-        proc = start_bridge(cfg, workers)
+        floor = Proc([sys.executable, __file__, "--role", "floor", "--port", str(port), "--sink", sink + "/ingest",
+                      "--bodies", str(bodies)])
         try:
             wait_port(port)
-            for run in range(args.runs):
-                for s in args.scenarios:
-                    r = results.setdefault(f"{s} x{workers}", Result(f"{s} x{workers}"))
-                    measure(proc, port, payloads[s], args.streams, sink, r, args.timeout)
-                    print(f"  run {run + 1} {r.name}: {r.rows_per_s[-1]:,.0f} rows/s, "
-                          f"{r.cpu_us_per_row[-1]:.2f} us/row", flush=True)
-        finally:
-            proc.stop()
-    # The floor, over the same rows, in the same run.
-    port = free_port()
-    floor = Proc([sys.executable, __file__, "--role", "floor", "--port", str(port), "--sink", sink + "/ingest"])
-    try:
-        wait_port(port)
-        for _ in range(args.runs):
-            for s in args.scenarios:
+            for _ in range(args.runs):
                 r = results.setdefault(f"{s} floor", Result(f"{s} floor"))
                 measure(floor, port, payloads[s], args.streams, sink, r, args.timeout)
-                print(f"  {r.name}: {r.rows_per_s[-1]:,.0f} rows/s", flush=True)
-    finally:
-        floor.stop()
+                print(f"  {r.name}: {r.rows_per_s[-1]:,.0f} rows/s, {r.cpu_us_per_row[-1]:.2f} us/row", flush=True)
+        finally:
+            floor.stop()
     return results
 
 
@@ -569,38 +629,48 @@ def report(args, results: dict[str, Result], extra: dict, elapsed: float) -> str
       f"{platform.platform()}.  ")
     w(f"Command: `python scripts/bench.py {' '.join(sys.argv[1:])}` ({elapsed:.0f} s).  ")
     w(f"Rows: 8 columns (the demo's sample rows), {ROWS_PER_MESSAGE} rows per gRPC message, "
-      f"{args.messages} messages per run, {args.streams} streams; medians of {args.runs} runs; "
+      f"{args.messages} messages per run, {args.streams} streams, NDJSON to a local sink; medians of {args.runs} "
+      "runs; "
       "bridge, sink and load client are separate processes on loopback (2 cores shared by all).\n")
-    w("| scenario | workers | rows/s | CPU µs/row (bridge) | MB/s in | MB/s out | peak RSS MiB | bridge/floor |")
-    w("|---|---|---|---|---|---|---|---|")
+    w("| scenario | transcoder | workers | rows/s | CPU µs/row (bridge) | MB/s in | MB/s out | peak RSS MiB "
+      "| rows/s ÷ floor | CPU ÷ floor |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
     for s in SCENARIOS:
         floor = results.get(f"{s} floor")
-        for wkr in args.workers:
-            r = results.get(f"{s} x{wkr}")
-            if not r:
-                continue
-            ratio = statistics.median(a / b for a, b in zip(r.rows_per_s, floor.rows_per_s, strict=False)) \
-                if floor and wkr == 1 else float("nan")
-            w(f"| {s} | {wkr} | {r.med('rows_per_s'):,.0f} | {r.med('cpu_us_per_row'):.2f} | "
-              f"{r.med('mb_in'):.0f} | {r.med('mb_out'):.0f} | {r.med('rss') / 2**20:.0f} | "
-              + (f"{ratio:.2f}" if ratio == ratio else "") + " |")
+        for t in args.transcoders:
+            for wkr in args.workers:
+                r = results.get(f"{s} {t} x{wkr}")
+                if not r:
+                    continue
+                # Paired run by run (the machine's load drifts), then the median.
+                speed = cost = ""
+                if floor and wkr == 1:
+                    speed = f"{paired(r.rows_per_s, floor.rows_per_s):.2f}"
+                    cost = f"{paired(r.cpu_us_per_row, floor.cpu_us_per_row):.2f}"
+                w(f"| {s} | {t} | {wkr} | {r.med('rows_per_s'):,.0f} | {r.med('cpu_us_per_row'):.2f} | "
+                  f"{r.med('mb_in'):.0f} | {r.med('mb_out'):.0f} | {r.med('rss') / 2**20:.0f} | {speed} | {cost} |")
         if floor:
-            w(f"| {s} | floor | {floor.med('rows_per_s'):,.0f} | {floor.med('cpu_us_per_row'):.2f} | "
-              f"{floor.med('mb_in'):.0f} | {floor.med('mb_out'):.0f} | {floor.med('rss') / 2**20:.0f} | 1.00 |")
+            w(f"| {s} | transport floor | 1 | {floor.med('rows_per_s'):,.0f} | {floor.med('cpu_us_per_row'):.2f} | "
+              f"{floor.med('mb_in'):.0f} | {floor.med('mb_out'):.0f} | {floor.med('rss') / 2**20:.0f} | 1.00 | 1.00 |")
+    w("")
+    w("The transport floor is grpc.aio in and aiohttp out of pre-encoded NDJSON bodies of the same rows, batched "
+      "and sent as the bridge sends them, with no decode and no encode: what any Python bridge pays before "
+      "converting a row. `rows/s ÷ floor` and `CPU ÷ floor` pair each run with the floor's run of the same "
+      "number, then take the median.")
     w("")
     if "http" in extra:
         w(f"HTTP ceiling (pre-encoded 5000-row NDJSON bodies straight to the sink, 4 in flight): "
           f"{extra['http'].med('rows_per_s'):,.0f} rows/s.  ")
     if extra.get("sdk"):
         sdk = extra["sdk"].med("rows_per_s")
-        best = results.get("json x1")
+        best = results.get(f"json {args.transcoders[0]} x1")
         w(f"axiom-py SDK (`ingest_events`, 1000-event calls, gzip NDJSON): {sdk:,.0f} rows/s; "
           + (f"bridge (JSON passthrough, 1 worker) / SDK = {best.med('rows_per_s') / sdk:.1f}x.  " if best else ""))
     if extra.get("k6"):
         k = extra["k6"]
         w(f"k6 (4 VUs, typed rows over IngestStream, {k['iterations']} iterations): {k['rows_per_s']:,.0f} rows/s "
           f"({k['rows']} rows), beside this script's client for the same shape: "
-          f"{results['rows x1'].med('rows_per_s'):,.0f} rows/s.  ")
+          f"{results[f'rows {args.transcoders[0]} x1'].med('rows_per_s'):,.0f} rows/s.  ")
     if extra.get("latency"):
         lt = extra["latency"]
         w(f"At a fixed {lt['rate']:,} rows/s (100-row messages, linger 0, 1 worker): added latency "
@@ -615,6 +685,11 @@ def report(args, results: dict[str, Result], extra: dict, elapsed: float) -> str
     return "\n".join(lines)
 
 
+def paired(mine: list[float], floor: list[float]) -> float:
+    """The median ratio of runs of the same number (as many as both have)."""
+    return statistics.median(a / b for a, b in zip(mine, floor, strict=False))
+
+
 def chart(results: dict[str, Result], path: Path) -> bool:
     try:
         import matplotlib
@@ -625,12 +700,14 @@ def chart(results: dict[str, Result], path: Path) -> bool:
         print("  matplotlib not installed: no chart (pip install matplotlib)", flush=True)
         return False
     names = [n for n in results if not n.endswith("ceiling")]
-    values = [results[n].med("rows_per_s") / 1e6 for n in names]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.barh(names, values, color=["#4c72b0" if "floor" not in n else "#bbbbbb" for n in names])
-    ax.set_xlabel("million rows/s (median)")
-    ax.set_title("ingest-bridge throughput by scenario")
-    ax.invert_yaxis()
+    colors = ["#bbbbbb" if "floor" in n else "#dd8452" if "python" in n else "#4c72b0" for n in names]
+    fig, (speed, cost) = plt.subplots(1, 2, figsize=(12, 0.3 * len(names) + 1.5), sharey=True)
+    speed.barh(names, [results[n].med("rows_per_s") / 1e6 for n in names], color=colors)
+    speed.set_xlabel("million rows/s (median)")
+    cost.barh(names, [results[n].med("cpu_us_per_row") for n in names], color=colors)
+    cost.set_xlabel("bridge CPU µs per row (median; grey: the transport floor)")
+    speed.invert_yaxis()
+    fig.suptitle("ingest-bridge by shape and transcoder, against the transport floor")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return True
@@ -641,6 +718,7 @@ def main() -> int:
     p.add_argument("--role", choices=["sink", "floor"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--sink", help=argparse.SUPPRESS)
+    p.add_argument("--bodies", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="a short run (under 60 s); writes no files")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--messages", type=int, default=400, help="messages of 1000 rows per scenario and run")
@@ -653,8 +731,9 @@ def main() -> int:
     p.add_argument("--stall-messages", type=int, default=50)
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
-    p.add_argument("--transcoder", choices=["native", "python"],
-                   help="the bridge's transcoder (python: INGEST_BRIDGE_PURE=1); default: native where built")
+    p.add_argument("--transcoder", default="",
+                   help="transcoders to measure, comma-separated: native,python (python: INGEST_BRIDGE_PURE=1); "
+                        "default both where the native one is built")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="payload shapes to measure")
     p.add_argument("--throughput-only", action="store_true",
                    help="bridge and floor throughput only: no references, latency or stall runs; writes no files")
@@ -663,15 +742,22 @@ def main() -> int:
         role_sink(args.port)
         return 0
     if args.role == "floor":
-        role_floor(args.port, args.sink)
+        role_floor(args.port, args.sink, args.bodies)
         return 0
     if args.quick:
         args.runs, args.messages, args.workers = 1, 60, "1"
         args.latency_seconds, args.callers, args.stall_seconds, args.stall_messages = 3, 20, 3, 10
     args.workers = [int(x) for x in str(args.workers).split(",")]
     args.scenarios = [x for x in args.scenarios.split(",") if x]
-    if args.transcoder is not None:
-        os.environ["INGEST_BRIDGE_PURE"] = "1" if args.transcoder == "python" else "0"  # the bridge inherits it
+    from bridge.transcode.native import _native
+
+    args.transcoders = [x for x in args.transcoder.split(",") if x] or (
+        ["native", "python"] if _native is not None else ["python"])
+    if "native" in args.transcoders and _native is None:
+        print("bench: the native transcoder is not built (see README)", file=sys.stderr)
+        return 2
+    # The references (latency, stall, k6) run the first transcoder named; the bridge inherits this.
+    os.environ["INGEST_BRIDGE_PURE"] = "1" if args.transcoders[0] == "python" else "0"
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ingest-bridge-bench-") as tmpname:
         tmp = Path(tmpname)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bridge.ingest import status
+from bridge.ingest.peeked import Peeked
 from bridge.model.errors import BatchRejected
 from bridge.model.rows import RowError
 from bridge.model.tickets import SHUTTING_DOWN, Ticket
@@ -56,6 +57,8 @@ def rejected_ack(e: BatchRejected, route: str, sequence: int, total: int) -> pb.
 
 def request_rows(request: pb.IngestRequest) -> int:
     """How many rows a request holds, whatever its shape (0 when it cannot tell)."""
+    if isinstance(request, Peeked):
+        return request.row_count
     kind = request.WhichOneof("payload")
     if kind == "rows":
         return len(request.rows.rows)

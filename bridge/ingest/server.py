@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from bridge import transcode
 from bridge.ingest.access import Access
+from bridge.ingest.peeked import Peeked
 from bridge.ingest.service import IngestService, Sized
 from bridge.model.config import BridgeConfig, TLSConfig
 from bridge.model.errors import ConfigError, ListenError
@@ -24,6 +25,7 @@ from bridge.proto import SERVICE_NAME, pb
 from bridge.route.budget import ByteBudget
 from bridge.route.pipeline import RoutePipeline
 from bridge.send.transport import Transport
+from bridge.transcode import native
 
 log = logging.getLogger("bridge.ingest.server")
 
@@ -32,9 +34,15 @@ ROUTE_HEALTH_PREFIX = "ingestbridge.v1.route/"
 
 
 def _handlers(service: IngestService) -> grpc.GenericRpcHandler:
+    peek = native.peeker()
+
     def sized(data: bytes) -> Sized:
         # The wire size is what the request costs in the route's byte budget. A message that does not parse
         # is answered INVALID_ARGUMENT by the service (a raising deserializer would make it INTERNAL).
+        # Rows and columns the native transcoder reads from the wire bytes: upb parses them only if asked.
+        peeked = peek(data) if peek is not None else None
+        if peeked is not None:
+            return Peeked(data, *peeked), len(data), None, data
         try:
             return pb.IngestRequest.FromString(data), len(data), None, data
         except DecodeError as e:

@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 from bridge.ingest import acks, status
 from bridge.ingest.access import Access, Caller
 from bridge.ingest.calls import shutting_down, traceparent
+from bridge.ingest.peeked import Peeked
 from bridge.model.errors import BatchRejected
 from bridge.model.tickets import SHUTTING_DOWN
 from bridge.proto import pb
@@ -29,8 +30,9 @@ from bridge.route.pipeline import RoutePipeline, Ticket
 log = logging.getLogger("bridge.ingest.service")
 
 # A request as read off the wire: the message, its size, why it could not be parsed (None when it could), and
-# its wire bytes (for the native transcoder).
-Sized = tuple[pb.IngestRequest, int, str | None, bytes]
+# its wire bytes (for the native transcoder). Under the native transcoder a plain RowBatch or ColumnBatch
+# request comes as a ``Peeked`` (ingest/peeked.py): upb parses it only if something asks for more.
+Sized = tuple[pb.IngestRequest | Peeked, int, str | None, bytes]
 
 
 async def abort(context: grpc.aio.ServicerContext, st: status_pb2.Status) -> None:

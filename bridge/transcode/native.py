@@ -14,6 +14,7 @@ transcoder, which has the answer.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from bridge.model.config import LimitsConfig
@@ -41,6 +42,12 @@ def takes(plan: Plan) -> bool:
     limits = plan.limits or LimitsConfig()
     fixed = plan.rfc3339_columns if plan.timestamps != "rfc3339" else frozenset()
     return plan.rows_as_objects and not plan.columns and not fixed and limits.max_depth <= _MAX_DEPTH
+
+
+def peeker() -> Callable[[bytes], tuple[str, int, str, int] | None] | None:
+    """``_native.peek`` where the native transcoder runs: a RowBatch or ColumnBatch request's route,
+    sequence, kind and row count from its wire bytes, or None where upb must parse it."""
+    return _native.peek if active() == "native" else None
 
 
 class NativeTranscoder:

@@ -55,8 +55,14 @@ impl<T> OrFallback<T> for Option<T> {
     }
 }
 
-fn utf8(b: &[u8]) -> R<&str> {
-    std::str::from_utf8(b).ok().fb()
+#[inline]
+fn utf8(b: &[u8]) -> R<()> {
+    // ASCII, the common case, is checked a word at a time.
+    if b.is_ascii() || std::str::from_utf8(b).is_ok() {
+        Ok(())
+    } else {
+        Err(Fail::Fallback)
+    }
 }
 
 struct Ctx<'o> {
@@ -560,6 +566,7 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
     let mut d = Decoded { buf: Vec::with_capacity(b.len() * 2), ..Decoded::default() };
     let mut index = Vec::new();
     let mut kept_ops = Vec::new();
+    #[allow(clippy::needless_range_loop)] // i is the row: it indexes the cells, the nulls, the ops and the errors
     for i in 0..length {
         for (j, rows) in null.iter().enumerate() {
             while next_null[j] < rows.len() && rows[next_null[j]] < i {

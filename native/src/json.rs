@@ -2,10 +2,27 @@
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Bytes that JSON strings escape: the control characters, `"` and `\`.
+const ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let mut start = 0;
     for (i, &c) in s.iter().enumerate() {
+        if !ESCAPE[c as usize] {
+            continue;
+        }
         let esc: &[u8] = match c {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -14,8 +31,7 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
         out.extend_from_slice(&s[start..i]);
         if esc.is_empty() {

@@ -43,8 +43,17 @@ impl Transcoder {
     }
 }
 
+/// ``(route, sequence, "rows" or "columns", row count)`` of a plain RowBatch or ColumnBatch request's wire
+/// bytes, without building the message; None where upb must parse it (see native/src/peek.rs).
+#[pyfunction]
+fn peek(request: &Bound<'_, PyBytes>) -> Option<(String, u64, &'static str, u64)> {
+    let p = crate::peek::peek(request.as_bytes())?;
+    Some((p.route, p.sequence, if p.kind == 3 { "rows" } else { "columns" }, p.rows))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Transcoder>()?;
+    m.add_function(wrap_pyfunction!(peek, m)?)?;
     Ok(())
 }

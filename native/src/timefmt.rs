@@ -65,9 +65,9 @@ fn digits(out: &mut Vec<u8>, v: u32, n: usize) {
 /// ``.fff``, ``.ffffff`` or ``.fffffffff`` for 0 < nanos < 1e9.
 fn fraction(out: &mut Vec<u8>, nanos: u32) {
     out.push(b'.');
-    if nanos % 1_000_000 == 0 {
+    if nanos.is_multiple_of(1_000_000) {
         digits(out, nanos / 1_000_000, 3);
-    } else if nanos % 1000 == 0 {
+    } else if nanos.is_multiple_of(1000) {
         digits(out, nanos / 1000, 6);
     } else {
         digits(out, nanos, 9);

@@ -17,11 +17,28 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    #[inline]
     pub fn done(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
+    #[inline]
     pub fn varint(&mut self) -> Option<u64> {
+        // Most tags and lengths here fit one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Some(u64::from(b));
+            }
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Option<u64> {
         let mut out: u64 = 0;
         for i in 0..10 {
             let b = *self.buf.get(self.pos)?;
@@ -37,6 +54,7 @@ impl<'a> Reader<'a> {
         None
     }
 
+    #[inline]
     pub fn fixed64(&mut self) -> Option<u64> {
         let end = self.pos.checked_add(8)?;
         let b = self.buf.get(self.pos..end)?;
@@ -44,6 +62,7 @@ impl<'a> Reader<'a> {
         Some(u64::from_le_bytes(b.try_into().ok()?))
     }
 
+    #[inline]
     pub fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = usize::try_from(self.varint()?).ok()?;
         let end = self.pos.checked_add(n)?;
@@ -53,6 +72,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field's number and wire type.
+    #[inline]
     pub fn tag(&mut self) -> Option<(u32, u8)> {
         let t = self.varint()?;
         let field = u32::try_from(t >> 3).ok()?;

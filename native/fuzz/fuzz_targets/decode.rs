@@ -1,5 +1,6 @@
 //! The native decoder over arbitrary bytes, under each timestamps mode and limits small and large: it
-//! must answer (rows or None) without a panic; every row it writes must be one JSON object.
+//! must answer (rows or None) without a panic; every row it writes must be one JSON object. The peek
+//! reads the same bytes and must answer without a panic too (tests/test_peek.py holds it to upb).
 #![no_main]
 
 use bridge_native::decode::{decode, Options};
@@ -17,6 +18,9 @@ fuzz_target!(|data: &[u8]| {
         max_depth: [1, 3, 32, 200][(pick as usize / 15) % 4],
         max_columns: if pick & 0x80 != 0 { 2 } else { 1000 },
     };
+    if let Some(p) = bridge_native::peek::peek(request) {
+        assert!(p.kind == 3 || p.kind == 4);
+    }
     if let Some(d) = decode(request, request.len() as u64, &o) {
         let mut start = 0;
         for &end in &d.ends {
