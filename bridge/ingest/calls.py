@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
+
+import grpc
+from google.rpc import status_pb2
+from grpc_status import rpc_status
 
 from bridge.model.errors import BatchRejected
 
@@ -31,3 +36,15 @@ def shutting_down() -> BatchRejected:
     return BatchRejected("UNAVAILABLE", "BRIDGE_SHUTTING_DOWN",
                          "the bridge is shutting down: resend what was not acknowledged (to another bridge)",
                          retry_after=1.0)
+
+
+async def abort(context: grpc.aio.ServicerContext, st: status_pb2.Status) -> None:
+    """End the call with this status, its details included."""
+    s = rpc_status.to_status(st)
+    await context.abort(s.code, s.details, s.trailing_metadata)
+
+
+def deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The caller's deadline on the monotonic clock (None: the caller set none)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining

@@ -11,16 +11,14 @@ import asyncio
 import contextlib
 import difflib
 import logging
-import time
 from collections.abc import AsyncIterator
 
 import grpc
 from google.rpc import status_pb2
-from grpc_status import rpc_status
 
 from bridge.ingest import acks, status
 from bridge.ingest.access import Access, Caller
-from bridge.ingest.calls import shutting_down, traceparent
+from bridge.ingest.calls import abort, deadline, shutting_down, traceparent
 from bridge.ingest.peeked import Peeked
 from bridge.model.errors import BatchRejected
 from bridge.model.tickets import SHUTTING_DOWN
@@ -33,16 +31,6 @@ log = logging.getLogger("bridge.ingest.service")
 # its wire bytes (for the native transcoder). Under the native transcoder a plain RowBatch or ColumnBatch
 # request comes as a ``Peeked`` (ingest/peeked.py): upb parses it only if something asks for more.
 Sized = tuple[pb.IngestRequest | Peeked, int, str | None, bytes]
-
-
-async def abort(context: grpc.aio.ServicerContext, st: status_pb2.Status) -> None:
-    s = rpc_status.to_status(st)
-    await context.abort(s.code, s.details, s.trailing_metadata)
-
-
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
 
 
 class IngestService:
@@ -142,7 +130,7 @@ class IngestService:
                 log.exception("route=%s seq=%d cannot decode the request", route.name, request.sequence)
                 raise BatchRejected("INTERNAL", "BRIDGE_ERROR",
                                     f"internal error while decoding the request: {type(e).__name__}") from None
-            ticket = Ticket(route.name, request.sequence, acks.request_rows(request), errors, _deadline(context),
+            ticket = Ticket(route.name, request.sequence, acks.request_rows(request), errors, deadline(context),
                             trace=traceparent(context.invocation_metadata()))
             if track is not None:
                 # Tracked before submit: a caller that leaves now must not strand rows.
