@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 from google.protobuf.message import DecodeError
-from hypothesis import HealthCheck, Phase, assume, event, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from bridge.ingest import acks
@@ -77,7 +77,8 @@ def compare(o: Opts, raw: bytes, merged: bool = False) -> str:
     request = pb.IngestRequest.FromString(raw)
     # The service refuses more rows than limits.max_rows_per_message before decoding (a few damaged bytes of
     # null_rows can ask for billions of rows; a thousand is plenty here).
-    assume(acks.request_rows(request) <= 1000)
+    if acks.request_rows(request) > 1000:
+        return "too many rows"
     size = len(raw)
     want = python_side(o, request, size)
     got = native_side(o, raw, size)
