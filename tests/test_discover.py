@@ -14,7 +14,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bridge.config import parse_config
+from bridge.config import load_config, parse_config
 from bridge.dev.emulators.feldera import FelderaEmulator
 from bridge.dev.emulators.timeplus import TimeplusEmulator
 from bridge.ingest.server import Bridge
@@ -309,3 +309,34 @@ async def test_clickhouse_down_at_start_then_serving(clickhouse):
         assert ids(later, "late") == [1, 5]
     finally:
         later.stop()
+
+
+async def test_reload_reads_the_schema_again_and_a_changed_route_reads_it_before_it_takes_rows(tp, tmp_path):
+    path = tmp_path / "bridge.yaml"
+    doc = {"listen": "127.0.0.1:0", "routes": {"r": tp_route(tp.url), "d": tp_route(tp.url)}}
+    path.write_text(yaml.safe_dump(doc))
+    b = Bridge(load_config(path), http=False)
+    await b.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as ch:
+            stub = pb_grpc.IngestServiceStub(ch)
+            row = {**GOOD, "region": "eu"}
+            ack = await stub.IngestBatch(json_request("r", [row]))
+            assert by_index(ack) == {0: ("region", "key 'region' is not in the target's schema")}
+            # The stream gains a column; route r is unchanged, route d changes (drop).
+            tp.streams["clicks"].append("region")
+            tp.types["clicks"]["region"] = "low_cardinality(string)"
+            doc["routes"]["d"] = tp_route(tp.url, unknown_columns="drop")
+            path.write_text(yaml.safe_dump(doc))
+            assert await b.reload(path)
+            for name in ("r", "d"):
+                ack = await stub.IngestBatch(json_request(name, [row, {**row, "region": 5}]))
+                assert ack.accepted == 1, name
+                assert by_index(ack) == {1: ("region", "column 'region' expects a string, got 5")}
+            # The target away at a reload: the known columns stay (never a guess).
+            await tp.stop()
+            assert await b.reload(path)
+            assert [c.name for c in b.routes["r"].columns][-1] == "region"
+            assert await health_of(b, "r") == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await b.stop(grace=1.0)
