@@ -73,11 +73,11 @@ class ClickHouse:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/"
 
-    def start(self, timeout: float = 30.0) -> ClickHouse:
+    def start(self, timeout: float = 30.0, http_port: int = 0) -> ClickHouse:
         self.dir = Path(tempfile.mkdtemp(prefix="ingest-bridge-ch-"))
         for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
             (self.dir / sub).mkdir()
-        self.http_port = _free_port()
+        self.http_port = http_port or _free_port()
         (self.dir / "config.xml").write_text(CONFIG.format(d=self.dir, http_port=self.http_port,
                                                            tcp_port=_free_port()))
         (self.dir / "users.xml").write_text(USERS)

@@ -11,7 +11,8 @@ from typing import Any
 from bridge.model.errors import ConfigError
 
 TOP_KEYS = ("listen", "http", "tls", "access", "limits", "routes")
-ROUTE_KEYS = ("dialect", "url", "target", "auth", "options", "batch", "delivery", "columns", "on_bad_row", "spool")
+ROUTE_KEYS = ("dialect", "url", "target", "auth", "options", "batch", "delivery", "columns", "unknown_columns",
+              "on_bad_row", "spool")
 COLUMN_TYPES = ("int", "uint", "double", "bool", "string", "bytes", "timestamp", "json")
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")

@@ -48,6 +48,10 @@ def describe(config: BridgeConfig) -> str:
         if r.columns:
             lines.append("  columns: " + ", ".join(f"{c.name}: {c.type}{'?' if c.nullable else ''}"
                                                    for c in r.columns))
+        if r.discover:
+            lines.append("  columns: discover (read from the target at start and on reload)")
+        if r.columns or r.discover:
+            lines.append(f"  unknown_columns: {r.unknown_columns}")
         lines.append(f"  on_bad_row: {r.on_bad_row}")
         if r.spool is not None:
             sp = r.spool

@@ -86,6 +86,10 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
     on_bad_row = raw.get("on_bad_row", "reject_row")
     if on_bad_row not in ("reject_row", "reject_batch"):
         problems.add(f"{path}.on_bad_row", f"expected reject_row or reject_batch, got {_shown(on_bad_row)}")
+    discover = raw.get("columns") == "discover"
+    unknown_columns = raw.get("unknown_columns", "reject")
+    if unknown_columns not in ("reject", "drop"):
+        problems.add(f"{path}.unknown_columns", f"expected reject or drop, got {_shown(unknown_columns)}")
     batch = _section(problems, f"{path}.batch", raw.get("batch"), BatchConfig, _BATCH_RULES,
                      _converted(dialect.batch_defaults, _BATCH_RULES))
     if dialect.max_rows_limit is not None and batch.max_rows > dialect.max_rows_limit:
@@ -101,13 +105,18 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
         batch=batch,
         delivery=_delivery(problems, f"{path}.delivery", raw.get("delivery"),
                            _converted(dialect.delivery_defaults, _DELIVERY_RULES)),
-        columns=_columns(problems, f"{path}.columns", raw.get("columns")),
+        columns=None if discover else _columns(problems, f"{path}.columns", raw.get("columns")),
+        discover=discover,
+        unknown_columns=unknown_columns,
         on_bad_row=on_bad_row,
         spool=_spool(problems, f"{path}.spool", raw.get("spool")),
     )
     if len(problems.items) == before:
         for p in dialect.check_config(route):
             problems.items.append(f"{path}.{p}")
+        why = dialect.discover_problem(route) if discover else None
+        if why:
+            problems.add(f"{path}.columns", why)
     return route
 
 

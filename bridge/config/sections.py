@@ -323,7 +323,7 @@ def _columns(problems: _Problems, path: str, raw: Any) -> tuple[ColumnSpec, ...]
     if raw is None:
         return None
     if not isinstance(raw, dict) or not raw:
-        problems.add(path, "expected a mapping of column names to types")
+        problems.add(path, "expected a mapping of column names to types, or `discover` (read from the target)")
         return None
     out = []
     for name, typ in raw.items():

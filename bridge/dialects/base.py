@@ -19,7 +19,7 @@ from bridge.send import answer
 from bridge.send.http import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
-    from bridge.model.config import RouteConfig
+    from bridge.model.config import ColumnSpec, RouteConfig
     from bridge.send.transport import Transport
 
 
@@ -109,6 +109,19 @@ class Dialect:
         (``options.format``, ``auth``, ``columns``); the config parser adds ``routes.<name>.``.
         Single keys are checked already."""
         return []
+
+    @classmethod
+    def discover_problem(cls, route: RouteConfig) -> str | None:
+        """Why ``columns: discover`` cannot work on this route (None: it can)."""
+        return f"the {cls.name} dialect cannot read its target's schema: declare the columns"
+
+    def schema_request(self) -> HttpRequest:
+        """The request that reads the target's schema (``columns: discover``)."""
+        raise NotImplementedError
+
+    def schema_columns(self, body: Any) -> tuple[ColumnSpec, ...]:
+        """The target's columns from the schema answer's JSON body (SchemaError when it holds none)."""
+        raise NotImplementedError
 
     def parses_json_rows(self) -> bool:
         """Whether ``prepare`` must split JSON rows for this dialect (encoders split them themselves)."""

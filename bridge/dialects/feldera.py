@@ -31,6 +31,7 @@ from bridge.dialects.base import (
     join_url,
     segment,
 )
+from bridge.dialects.schema import feldera_columns
 from bridge.model.outcome import Outcome
 from bridge.model.rows import Op, RowError, Rows
 from bridge.send import answer
@@ -38,6 +39,7 @@ from bridge.send.transport import TransportError
 from bridge.transcode import formats
 
 if TYPE_CHECKING:
+    from bridge.model.config import ColumnSpec
     from bridge.send.transport import Transport
 
 RETRYABLE_503 = {"PipelineInteractionNotDeployed", "PipelineInteractionUnreachable", "Initializing",
@@ -152,6 +154,17 @@ class FelderaDialect(Dialect):
                             query)
         self.auth = bearer(route.auth["api_key"]) if "api_key" in route.auth else {}
         self.headers = {"Content-Type": "application/json" if o["format"] == "json" else "text/csv", **self.auth}
+
+    @classmethod
+    def discover_problem(cls, route) -> str | None:
+        return None
+
+    def schema_request(self) -> HttpRequest:
+        """``GET {url}/v0/pipelines/{pipeline}``: its ``program_info.schema`` lists the tables and their fields."""
+        return HttpRequest("GET", join_url(self.base, f"/v0/pipelines/{segment(self.pipeline)}"), self.auth, b"")
+
+    def schema_columns(self, body: Any) -> tuple[ColumnSpec, ...]:
+        return feldera_columns(body, self.route.target)
 
     def supported_ops(self) -> frozenset[Op]:
         return OPS["raw"] if self.opts["format"] == "csv" else OPS[self.opts["update_format"]]

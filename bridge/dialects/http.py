@@ -8,12 +8,15 @@ classifies them where the HTTP status cannot: ClickHouse answers a row it cannot
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from yarl import URL
 
 from bridge.dialects import exception_codes
 from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, auth_headers_from_map, bearer, compression_option
+from bridge.dialects.schema import clickhouse_columns, clickhouse_table
+from bridge.model.config import ColumnSpec
 from bridge.model.outcome import Outcome
 from bridge.send.http import HttpRequest, HttpResponse
 from bridge.transcode import formats
@@ -55,8 +58,6 @@ class HttpDialect(Dialect):
             # The path goes after the base URL's path, before any query it holds.
             self.url = str(base.with_path(base.path.rstrip("/") + o["path"]).with_query(base.query))
         if o["query"]:
-            from urllib.parse import urlencode
-
             sep = "&" if "?" in self.url else "?"
             self.url += sep + urlencode(list(o["query"].items()))
         headers = {"Content-Type": o["content_type"] or CONTENT_TYPES[self.format]}
@@ -67,6 +68,27 @@ class HttpDialect(Dialect):
         if "headers" in auth:
             headers.update(auth_headers_from_map(auth["headers"]))
         self.headers = headers
+
+    @classmethod
+    def discover_problem(cls, route) -> str | None:
+        if clickhouse_table(route.url, route.options) is None:
+            return ("columns: discover on an http route reads ClickHouse's schema: its query must name "
+                    "`INSERT INTO table`")
+        return None
+
+    def schema_request(self) -> HttpRequest:
+        """ClickHouse's HTTP interface: the route's URL and settings with ``query=DESCRIBE TABLE t FORMAT JSON``
+        (a GET: read-only)."""
+        table = clickhouse_table(self.route.url, self.opts)
+        parts = urlsplit(self.url)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "query"]
+        query.append(("query", f"DESCRIBE TABLE {table} FORMAT JSON"))
+        url = parts._replace(query=urlencode(query)).geturl()
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "content-type"}
+        return HttpRequest("GET", url, headers, b"")
+
+    def schema_columns(self, body: Any) -> tuple[ColumnSpec, ...]:
+        return clickhouse_columns(body)
 
     def sends_rows_as_objects(self) -> bool:
         return self.format in ("ndjson", "json")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import uuid
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bridge.dialects import exception_codes
 from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, compression_option, join_url, segment
+from bridge.dialects.schema import timeplus_columns
+from bridge.model.config import ColumnSpec
 from bridge.model.errors import BatchRejected
 from bridge.model.outcome import Outcome
 from bridge.model.rows import Op, RowError, Rows
@@ -86,6 +88,20 @@ class TimeplusDialect(Dialect):
         ctype = (STANDARD_TYPES[self.format] if o["content_type"] == "standard"
                  else f"application/vnd.timeplus+json;format={QUERY_FORMAT[self.format]}")
         self.headers = {"Content-Type": ctype, **self._auth_headers()}
+
+    @classmethod
+    def discover_problem(cls, route) -> str | None:
+        if route.options["api"] == "proton":
+            return "Proton's ingest port serves no streams API: declare the columns (or use api v1beta2)"
+        return None
+
+    def schema_request(self) -> HttpRequest:
+        """``GET {url}/api/{api}/streams/{stream}``: the stream with its columns (Timeplus' streams API)."""
+        url = join_url(self.route.url, f"/api/{self.api}/streams/{segment(self.route.target)}")
+        return HttpRequest("GET", url, self._auth_headers(), b"")
+
+    def schema_columns(self, body: Any) -> tuple[ColumnSpec, ...]:
+        return timeplus_columns(body)
 
     def _auth_headers(self) -> dict[str, str]:
         auth, mode = self.route.auth, self.opts["auth_header"]

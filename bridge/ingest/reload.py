@@ -114,8 +114,17 @@ async def _apply(bridge: Bridge, old: BridgeConfig, new: BridgeConfig, changed: 
         route = routes.pop(name)
         service.retired[name] = route
         _switch(bridge, name, route, None)
-    for name, rc in changed.items():
-        fresh = RoutePipeline(rc, bridge.transport, bridge.budget, bridge.metrics, limits)
+    # Discover routes read their target's schema again: a new or changed one before it takes rows (a first
+    # attempt; it keeps trying if that fails), an unchanged one keeps its columns if the target cannot answer.
+    fresh_routes = {name: RoutePipeline(rc, bridge.transport, bridge.budget, bridge.metrics, limits)
+                    for name, rc in changed.items()}
+    reading = [r.discovery for r in fresh_routes.values() if r.discovery is not None]
+    for d in reading:
+        d.start()
+    await asyncio.gather(*(d.first_attempt(d.timeout + 1.0) for d in reading),
+                         *(r.discovery.refresh() for n, r in routes.items()
+                           if n not in changed and n in new.routes and r.discovery is not None))
+    for name, fresh in fresh_routes.items():
         before = routes.get(name)
         routes[name] = fresh  # new messages go here from now on
         if before is None and name not in bridge.switching:

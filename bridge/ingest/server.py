@@ -152,10 +152,11 @@ class Bridge:
 
     async def routes_changed(self) -> None:
         """Health for routes a reload added or removed."""
-        serving, unknown = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        unknown = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
         for name in [n for n in self.routes if n not in self._health_names]:
             self._health_names.add(name)
-            await self.health.set(ROUTE_HEALTH_PREFIX + name, serving)
+            self._route_state[name] = self._state(self.routes[name])
+            await self.health.set(ROUTE_HEALTH_PREFIX + name, self._route_state[name])
         for name in [n for n in self._health_names if n not in self.routes]:
             self._health_names.discard(name)
             self._route_state.pop(name, None)
@@ -200,6 +201,10 @@ class Bridge:
             raise ListenError("grpc", self.listen, "the port is in use or the address is not this machine's")
         for route in self.routes.values():
             route.start()
+        # Discover routes read their target's schema before the port serves; one that cannot is NOT_SERVING
+        # and keeps trying in the background.
+        await asyncio.gather(*(r.discovery.first_attempt(r.discovery.timeout + 1.0)
+                               for r in self.routes.values() if r.discovery is not None))
         await self.server.start()
         if self.http_listen:
             try:
@@ -213,8 +218,11 @@ class Bridge:
                     log.disabled = False
                 raise
         serving = health_pb2.HealthCheckResponse.SERVING
-        for name in ("", SERVICE_NAME, *(ROUTE_HEALTH_PREFIX + r for r in self.routes)):
+        for name in ("", SERVICE_NAME):
             await self.health.set(name, serving)
+        for name, route in self.routes.items():
+            self._route_state[name] = self._state(route)
+            await self.health.set(ROUTE_HEALTH_PREFIX + name, self._route_state[name])
         self.ready = True
         self._health_task = asyncio.create_task(self._watch_health())
         log.info("listening on %s (gRPC port %d), %d route(s), transcoder: %s", self.listen, self.port,
@@ -237,14 +245,21 @@ class Bridge:
 
     async def _watch_health(self, interval: float = 0.5) -> None:
         """A route whose buffer is full is NOT_SERVING (it pushes back) until it delivers again."""
-        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        serving = health_pb2.HealthCheckResponse.SERVING
         while True:
             for name, route in list(self.routes.items()):  # a reload may change the routes meanwhile
-                state = not_serving if route.full else serving
+                state = self._state(route)
                 if self._route_state.get(name, serving) != state:
                     self._route_state[name] = state
                     await self.health.set(ROUTE_HEALTH_PREFIX + name, state)
             await asyncio.sleep(interval)
+
+    @staticmethod
+    def _state(route: RoutePipeline) -> int:
+        """NOT_SERVING while the route's buffer is full, or its target's schema is not known yet."""
+        if route.full or route.schema_problem is not None:
+            return health_pb2.HealthCheckResponse.NOT_SERVING
+        return health_pb2.HealthCheckResponse.SERVING
 
     async def _healthz(self, _: web.Request) -> web.Response:
         # The gRPC port is here for a caller that dialled this port by mistake (``send`` points it out).
@@ -263,6 +278,8 @@ class Bridge:
             "routes": {
                 name: {"full": r.full, "buffered_bytes": r.budget.used, "last_failure": r.last_failure,
                        "transcoder": r.transcoder.name,
+                       **({"serving": r.schema_problem is None, "schema_error": r.schema_problem,
+                           "columns": len(r.columns)} if r.discovery is not None else {}),
                        **({"spool_bytes": r.spool.disk_bytes, "spool_records": r.spool.wal.undelivered,
                            "dead_letter_rows": r.spool.dead.rows, "spool_error": r.spool.problem}
                           if r.spool is not None else {})}

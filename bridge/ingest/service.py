@@ -381,7 +381,7 @@ class IngestService:
                 continue
             r = self.routes[name]
             info = out.routes.add(name=name, dialect=r.cfg.dialect, max_rows_per_request=r.max_rows)
-            for c in r.cfg.columns or ():
+            for c in r.columns:
                 info.columns.add(name=c.name, type=c.type + ("?" if c.nullable else ""), nullable=c.nullable,
                                  base_type=c.type)
             info.ops.extend(sorted(int(o) for o in r.dialect.supported_ops()))

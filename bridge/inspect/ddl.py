@@ -14,28 +14,18 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from bridge.dialects.schema import TYPES
+from bridge.dialects.schema import clickhouse_table as _table
 from bridge.inspect.explain import UnknownRoute, load_route
 from bridge.model.config import ColumnSpec, RouteConfig
 from bridge.ops.redact import Redactor, route_secrets
 from bridge.transcode.descriptors import load_pool
 
-# bridge type -> (Timeplus / Proton, Feldera, ClickHouse, Axiom, JSON Schema)
-TYPES: dict[str, tuple[str, str, str, str, dict]] = {
-    "int": ("int64", "BIGINT", "Int64", "integer", {"type": "integer"}),
-    "uint": ("uint64", "DECIMAL(20, 0)", "UInt64", "integer", {"type": "integer", "minimum": 0}),
-    "double": ("float64", "DOUBLE", "Float64", "float", {"type": "number"}),
-    "bool": ("bool", "BOOLEAN", "Bool", "boolean", {"type": "boolean"}),
-    "string": ("string", "VARCHAR", "String", "string", {"type": "string"}),
-    "bytes": ("string", "VARCHAR", "String", "string", {"type": "string", "contentEncoding": "base64"}),
-    "timestamp": ("datetime64(9, 'UTC')", "TIMESTAMP", "DateTime64(9, 'UTC')", "datetime",
-                  {"type": "string", "format": "date-time"}),
-    "json": ("json", "VARIANT", "String", "object", {}),
-}
 # With ``timestamps: epoch_*`` the target gets numbers, and a timestamp column is a number column.
 EPOCH_TYPES = {"epoch_s": "double"}
 _INTS = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT32,
@@ -47,7 +37,6 @@ _SCALARS = {FieldDescriptor.TYPE_DOUBLE: "double", FieldDescriptor.TYPE_FLOAT: "
             FieldDescriptor.TYPE_BYTES: "bytes", FieldDescriptor.TYPE_ENUM: "string",
             **dict.fromkeys(_INTS, "int"), **dict.fromkeys(_UINTS, "uint")}
 _WKT = "google.protobuf."
-_INSERT_INTO = re.compile(r"\bINSERT\s+INTO\s+([`\"\w.]+)", re.IGNORECASE)
 
 
 class NoSchema(Exception):
@@ -121,13 +110,7 @@ def sql_quote(name: str) -> str:
 
 def clickhouse_table(route: RouteConfig) -> str | None:
     """The table an http route inserts into, from ``INSERT INTO t`` in its query option or URL."""
-    queries = [v for k, v in route.options.get("query", {}).items() if k.lower() == "query"]
-    queries += [v for k, v in parse_qsl(urlsplit(route.url).query) if k.lower() == "query"]
-    for q in queries:
-        m = _INSERT_INTO.search(str(q))
-        if m:
-            return m.group(1)
-    return None
+    return _table(route.url, route.options)
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -94,6 +94,10 @@ class RouteConfig:
     batch: BatchConfig = field(default_factory=BatchConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     columns: tuple[ColumnSpec, ...] | None = None
+    # ``columns: discover``: the columns are read from the target at start and on reload.
+    discover: bool = False
+    # A key or column the columns do not hold: refused (reject) or left out of the row (drop).
+    unknown_columns: str = "reject"
     # reject_row: bad rows are rejected by index, the rest go on;
     # reject_batch: one bad row fails the whole request (INVALID_ARGUMENT).
     on_bad_row: str = "reject_row"

@@ -29,6 +29,7 @@ from bridge.model.tickets import SHUTTING_DOWN, Part, Ticket
 from bridge.ops.metrics import Metrics
 from bridge.route.batcher import Batcher
 from bridge.route.budget import ByteBudget
+from bridge.route.discover import Discovery
 from bridge.route.settle import held_back, settle
 from bridge.send.concurrency import Limiter
 from bridge.send.load import Load
@@ -62,6 +63,9 @@ class RoutePipeline:
         self.metrics = metrics
         self.name = cfg.name
         self.dialect = DIALECTS[cfg.dialect](cfg)
+        self.discovery: Discovery | None = None
+        if cfg.discover:
+            self.discovery = Discovery(self.dialect, transport, self._discovered, min(cfg.delivery.timeout, 10.0))
         self.apply_limits(limits)
         self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
         cap = self.dialect.rows_per_request()
@@ -105,17 +109,36 @@ class RoutePipeline:
     def apply_limits(self, limits: LimitsConfig | None) -> None:
         """(Re)build the transcoder with the bridge's limits; a reload applies new limits so, to new requests."""
         cfg = self.cfg
+        self.limits = limits
+        columns = (self.discovery.columns or ()) if self.discovery is not None else (cfg.columns or ())
         self.transcoder = transcoder(Plan(
             route=cfg.name,
             timestamps=cfg.options.get("timestamps", "rfc3339"),
             rfc3339_columns=self.dialect.rfc3339_columns(),
             descriptor_set=cfg.options.get("descriptor_set") or "",
-            columns=cfg.columns or (),
-            parse_json=bool(cfg.columns) or self.dialect.parses_json_rows(),
+            columns=columns,
+            discover=cfg.discover,
+            unknown_columns=cfg.unknown_columns,
+            parse_json=bool(columns) or self.dialect.parses_json_rows(),
             rows_as_objects=self.dialect.sends_rows_as_objects(),
             limits=limits,
             row_checks=(self.dialect.reject_ops, self.dialect.check_rows),
         ))
+
+    def _discovered(self, columns: tuple) -> None:
+        self.apply_limits(self.limits)  # the transcoder validates against the target's columns from now on
+
+    @property
+    def columns(self) -> tuple:
+        """The columns rows are validated against: declared, or read from the target (empty: none)."""
+        if self.discovery is not None:
+            return self.discovery.columns or ()
+        return self.cfg.columns or ()
+
+    @property
+    def schema_problem(self) -> str | None:
+        """Why a discover route takes no rows yet (None: it does)."""
+        return self.discovery.problem if self.discovery is not None else None
 
     @contextlib.asynccontextmanager
     async def admission(self) -> AsyncIterator[None]:
@@ -151,6 +174,10 @@ class RoutePipeline:
         ``size`` is the request's wire size and ``raw`` its wire bytes (see ``Transcoder.transcode``). On a
         ``reject_batch`` route one bad row refuses the request.
         """
+        if self.discovery is not None and self.discovery.columns is None:
+            raise BatchRejected("UNAVAILABLE", "SCHEMA_UNKNOWN",
+                                f"route {self.name!r} validates rows against its target's schema and has not read "
+                                f"it yet ({self.discovery.problem}); it keeps trying", retry_after=2.0)
         rows, errors = self.transcoder.transcode(request, size, raw)
         if errors and self.cfg.on_bad_row == "reject_batch":
             raise BatchRejected(
@@ -236,6 +263,8 @@ class RoutePipeline:
         if self.spool is not None:
             self.spool.open()
             self.spool.start(self)
+        if self.discovery is not None:
+            self.discovery.start()
         workers = 1 if self.ordered else self.limiter.maximum
         for i in range(workers):
             self._workers.append(asyncio.create_task(self._worker(), name=f"route-{self.name}-{i}"))
@@ -320,6 +349,8 @@ class RoutePipeline:
         """Flush what is buffered (linger no longer waits), then stop; what is left fails as UNAVAILABLE."""
         self._closing = True
         self.batcher.closing = True
+        if self.discovery is not None:
+            await self.discovery.stop()
         if self.spool is not None:
             # Spooled rows are safe on disk: stop handing out more, let the batches in flight finish if they can.
             await self.spool.stop_pump()

@@ -41,7 +41,9 @@ def takes(plan: Plan) -> bool:
     """Whether the native transcoder gives this route exactly what the Python one would."""
     limits = plan.limits or LimitsConfig()
     fixed = plan.rfc3339_columns if plan.timestamps != "rfc3339" else frozenset()
-    return plan.rows_as_objects and not plan.columns and not fixed and limits.max_depth <= _MAX_DEPTH
+    # A discover route validates against the target's columns once read: the Python transcoder's work.
+    return (plan.rows_as_objects and not plan.columns and not plan.discover and not fixed
+            and limits.max_depth <= _MAX_DEPTH)
 
 
 def peeker() -> Callable[[bytes], tuple[str, int, str, int] | None] | None:

@@ -29,6 +29,10 @@ class Plan:
     descriptor_set: str = ""
     # Declared columns: rows are validated against them (empty: not validated).
     columns: tuple[ColumnSpec, ...] = ()
+    # ``columns: discover``: ``columns`` are the target's own, read from it (empty until they are).
+    discover: bool = False
+    # A column or key not among ``columns``: "reject" (the row, or a table-shaped request) or "drop" (left out).
+    unknown_columns: str = "reject"
     # JSON rows are split into their top-level members (a dialect re-forms them, or they are validated).
     parse_json: bool = False
     # The target's bodies are the rows' JSON objects as they are: a transcoder may give any rows as JSON objects.

@@ -28,7 +28,8 @@ class PythonTranscoder:
         except ConfigError as e:
             raise ConfigError([f"routes.{plan.route}.options.descriptor_set: {p}" for p in e.problems]) from None
         self.decoder = Decoder(ts, messages, mode=plan.timestamps, limits=plan.limits, rfc3339_columns=fixed)
-        self.validator = Validator(plan.columns, plan.timestamps, fixed) if plan.columns else None
+        self.validator = Validator(plan.columns, plan.timestamps, fixed, drop=plan.unknown_columns == "drop",
+                                   discovered=plan.discover) if plan.columns else None
 
     def transcode(self, request: Any, size: int | None = None, raw: bytes | None = None
                   ) -> tuple[Rows, list[RowError]]:

@@ -102,11 +102,16 @@ def _shown(v: Any) -> str:
 
 class Validator:
     """Checks rows against declared columns; ``mode`` is the route's ``timestamps`` option, columns in
-    ``rfc3339_columns`` always hold RFC 3339 (Timeplus' ``_tp_time``)."""
+    ``rfc3339_columns`` always hold RFC 3339 (Timeplus' ``_tp_time``). ``drop``: a column or key the columns do
+    not hold is left out of the row instead of refused (``unknown_columns: drop``); ``discovered``: the columns
+    are the target's own (the messages say so)."""
 
     def __init__(self, columns: tuple[ColumnSpec, ...], mode: str = "rfc3339",
-                 rfc3339_columns: frozenset[str] = frozenset()) -> None:
+                 rfc3339_columns: frozenset[str] = frozenset(), drop: bool = False, discovered: bool = False
+                 ) -> None:
         self.columns = columns
+        self.drop = drop
+        self.discovered = discovered
         self.by_name = {c.name: c for c in columns}
         self._checks = {c.name: _checks(c, "rfc3339" if c.name in rfc3339_columns else mode) for c in columns}
 
@@ -125,7 +130,8 @@ class Validator:
             raise BatchRejected(
                 "INVALID_ARGUMENT",
                 "UNKNOWN_COLUMN",
-                f"column {unknown[0]!r} is not declared for this route; declared: {', '.join(self.by_name)}",
+                (f"column {unknown[0]!r} is not in the target's schema; its columns: " if self.discovered else
+                 f"column {unknown[0]!r} is not declared for this route; declared: ") + ", ".join(self.by_name),
                 {"column": unknown[0]},
             )
         missing = [c.name for c in self.columns if c.name not in names and not c.nullable]
@@ -133,7 +139,8 @@ class Validator:
             raise BatchRejected(
                 "INVALID_ARGUMENT",
                 "MISSING_COLUMN",
-                f"declared column {missing[0]!r} is missing from the batch",
+                f"{'column' if self.discovered else 'declared column'} {missing[0]!r} is missing from the batch"
+                + (f": it is not nullable and expects {self._checks[missing[0]][2]}" if self.discovered else ""),
                 {"column": missing[0]},
             )
 
@@ -145,6 +152,8 @@ class Validator:
         errors: list[RowError] = []
         keep: list[int] = []
         if rows.columns is not None:
+            if self.drop and any(n not in self.by_name for n in rows.columns):
+                rows = _project(rows, [i for i, n in enumerate(rows.columns) if n in self.by_name])
             self._check_table_columns(rows.columns)
             specs = [(self.by_name[n], self._checks[n][0]) for n in rows.columns]
             for pos, values in enumerate(rows.data):
@@ -157,12 +166,20 @@ class Validator:
                     keep.append(pos)
         else:
             assert objects is not None
+            data = None
             for pos, obj in enumerate(objects):
+                if self.drop and any(k not in self.by_name for k in obj):
+                    obj = {k: v for k, v in obj.items() if k in self.by_name}
+                    if data is None:
+                        data = list(rows.data)
+                    data[pos] = _object(obj)
                 problem, column = self._check_object(obj)
                 if problem:
                     errors.append(RowError(rows.caller_index(pos), column, problem))
                 else:
                     keep.append(pos)
+            if data is not None:
+                rows = Rows(None, data, rows.ops, rows.index)
         if not errors:
             return rows, errors
         return rows.select(keep), errors
@@ -170,13 +187,29 @@ class Validator:
     def _check_object(self, obj: dict) -> tuple[str | None, str]:
         for key in obj:
             if key not in self.by_name:
-                return f"key {key!r} is not a declared column", key
+                where = "in the target's schema" if self.discovered else "a declared column"
+                return f"key {key!r} is not {where}", key
         for spec in self.columns:
             if spec.name not in obj:
                 if not spec.nullable:
+                    if self.discovered:
+                        return (f"column {spec.name!r} is missing: it is not nullable and expects "
+                                f"{self._checks[spec.name][2]}"), spec.name
                     return f"declared column {spec.name!r} is missing", spec.name
                 continue
             problem = self._problem(spec, bytes(obj[spec.name]), raw=True)
             if problem:
                 return problem, spec.name
         return None, ""
+
+
+def _project(rows: Rows, keep: list[int]) -> Rows:
+    """Table-shaped rows with only the columns at ``keep``."""
+    assert rows.columns is not None
+    return Rows(tuple(rows.columns[i] for i in keep), [tuple(r[i] for i in keep) for r in rows.data], rows.ops,
+                rows.index)
+
+
+def _object(obj: dict[str, bytes]) -> bytes:
+    """A split JSON object joined again (its members' JSON text as it came)."""
+    return b"{" + b",".join(orjson.dumps(k) + b":" + v for k, v in obj.items()) + b"}"

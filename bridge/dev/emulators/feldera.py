@@ -12,12 +12,20 @@ then ``complete``; after ``restart()`` they are stale (410). CSV fields are
 read as Feldera documents: quotes removed first, then in a nullable column
 ``NULL`` and ``null`` are NULL, and so is an empty field unless the column is
 a string (``Pipeline.csv_types``).
+
+``GET /v0/pipelines/{name}`` answers the pipeline as the API reference's
+``PipelineSelectedInfo`` does, with ``program_info.schema``: its tables as
+``inputs`` of ``{name, case_sensitive, fields}``, each field with its
+``columntype`` (``{type, nullable, precision, scale}``). Field types come
+from ``Pipeline.sql_types`` (table -> column -> SQL type, ``NOT NULL``
+appended for a non-nullable one); an unlisted column is a nullable VARCHAR.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -35,6 +43,28 @@ class Pipeline:
     state: str = "running"  # running | paused | stopped
     # For CSV: table -> column -> "string", "string?", "other" or "other?" (? nullable); unlisted: "string?".
     csv_types: dict[str, dict[str, str]] = field(default_factory=dict)
+    # For the program schema: table -> column -> SQL type ("BIGINT NOT NULL", "DECIMAL(20, 0)", ...).
+    sql_types: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+SAMPLE_SQL_TYPES = {"id": "BIGINT NOT NULL", "user": "VARCHAR NOT NULL", "price": "DOUBLE", "ok": "BOOLEAN",
+                    "ts": "TIMESTAMP", "category": "VARCHAR", "count": "INTEGER", "message": "VARCHAR"}
+_SQL_TYPE = re.compile(r"^\s*(\w+)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*(NOT\s+NULL)?\s*$", re.IGNORECASE)
+
+
+def column_type(sql: str) -> dict:
+    """A SQL type as the compiler's JSON ``ColumnType`` (VARCHAR's precision is -1, TIMESTAMP's 0)."""
+    m = _SQL_TYPE.match(sql)
+    if m is None:
+        raise ValueError(f"not a SQL type: {sql!r}")
+    name = m.group(1).upper()
+    precision = int(m.group(2)) if m.group(2) else {"VARCHAR": -1, "TIMESTAMP": 0, "TIME": 0}.get(name)
+    out: dict = {"type": name, "nullable": m.group(4) is None}
+    if precision is not None:
+        out["precision"] = precision
+    if m.group(3) is not None:
+        out["scale"] = int(m.group(3))
+    return out
 
 
 def _csv_value(text: str, kind: str) -> str | None:
@@ -72,7 +102,8 @@ class FelderaEmulator(Emulator):
     def __init__(self, pipelines: dict[str, Pipeline] | None = None, api_key: str | None = None,
                  inprogress_polls: int = 1, paused_hold: float = 0.2) -> None:
         super().__init__()
-        self.pipelines = pipelines or {"shop": Pipeline({"clicks": list(sample.COLUMNS)})}
+        self.pipelines = pipelines or {"shop": Pipeline({"clicks": list(sample.COLUMNS)},
+                                                        sql_types={"clicks": dict(SAMPLE_SQL_TYPES)})}
         self.api_key = api_key
         self.inprogress_polls = inprogress_polls
         self.paused_hold = paused_hold
@@ -100,6 +131,7 @@ class FelderaEmulator(Emulator):
         app.router.add_post("/v0/pipelines/{pipeline}/ingress/{table}", self.ingress)
         app.router.add_get("/v0/pipelines/{pipeline}/completion_status", self.completion)
         app.router.add_get("/v0/config", self.config)
+        app.router.add_get("/v0/pipelines/{pipeline}", self.pipeline_info)
 
     def _authorized(self, request: web.Request) -> bool:
         return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
@@ -110,6 +142,31 @@ class FelderaEmulator(Emulator):
                                   "version": "0.369.0", "revision": "emulator", "runtime_revision": "emulator",
                                   "changelog_url": "", "build_info": {}, "build_source": "source",
                                   "update_info": None, "license_validity": None, "unstable_features": None})
+
+    async def pipeline_info(self, request: web.Request) -> web.Response:
+        """``GET /v0/pipelines/{name}``: the pipeline, its compiled program's schema included."""
+        await self.capture(request)
+        if not self._authorized(request):
+            return _error(401, "AuthenticationFailed", "Unauthorized")
+        name = request.match_info["pipeline"]
+        pipeline = self.pipelines.get(name)
+        if pipeline is None:
+            return _error(404, "UnknownPipelineName", f"Unknown pipeline name '{name}'", {"pipeline_name": name})
+        inputs = []
+        for table, cols in pipeline.tables.items():
+            types = pipeline.sql_types.get(table, {})
+            fields = [{"name": c, "case_sensitive": False, "columntype": column_type(types.get(c, "VARCHAR")),
+                       "unused": False} for c in cols]
+            inputs.append({"name": table, "case_sensitive": False, "fields": fields, "materialized": False,
+                           "properties": {}})
+        status = {"running": "Running", "paused": "Paused", "stopped": "Stopped"}[pipeline.state]
+        return web.json_response({
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "name": name, "description": "", "version": 1,
+            "platform_version": "0.369.0", "program_version": 1, "program_status": "Success",
+            "deployment_status": status, "deployment_desired_status": status,
+            "program_info": {"schema": {"inputs": inputs, "outputs": []}, "input_connectors": {},
+                             "output_connectors": {}},
+        })
 
     def _table(self, pipeline: Pipeline, name: str) -> tuple[str, list[str]] | None:
         if name.startswith('"') and name.endswith('"'):

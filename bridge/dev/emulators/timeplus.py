@@ -8,6 +8,12 @@ Proton's idempotent ids (the last 1000 per stream: a repeat answers 200 and
 is not stored again). Errors use each surface's body: Proton
 ``{"error_msg","code","request_id"}`` with ``x-timeplus-exception-code``,
 Enterprise ``{"code","message","system"}``.
+
+The streams API (``GET .../api/v1beta2/streams/{name}``) answers a stream as
+the Enterprise REST reference describes it: ``name``, ``engine``, ``mode``
+and ``columns`` of ``{name, type, nullable, default, codec}``, ``_tp_time``
+first with its default (the time of ingestion). Column types come from
+``types`` (stream -> column -> type); a column not listed there is a string.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from aiohttp import web
 
 from bridge.dev import sample
 from bridge.dev.emulators.base import Emulator
+
+SAMPLE_TYPES = {"id": "int64", "user": "string", "price": "float64", "ok": "bool", "ts": "datetime64(3, 'UTC')",
+                "category": "string", "count": "int32", "message": "nullable(string)"}
 
 
 class _Refused(Exception):
@@ -38,9 +47,10 @@ class TimeplusEmulator(Emulator):
 
     def __init__(self, streams: dict[str, list[str]] | None = None, changelog: tuple[str, ...] = (),
                  api_key: str = "demo-api-key", user: str = "ingest", password: str = "secret",
-                 proton_users: dict[str, str] | None = None) -> None:
+                 proton_users: dict[str, str] | None = None, types: dict[str, dict[str, str]] | None = None) -> None:
         super().__init__()
         self.streams = streams or {"clicks": list(sample.COLUMNS)}
+        self.types = types if types is not None else {"clicks": dict(SAMPLE_TYPES)}
         self.changelog = set(changelog)
         self.api_key, self.user, self.password = api_key, user, password
         self.proton_users = {"default": ""} if proton_users is None else proton_users
@@ -58,6 +68,8 @@ class TimeplusEmulator(Emulator):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{ws}/api/{version:v1beta[12]}/streams/{stream}/ingest", self.enterprise)
         app.router.add_post("/api/{version:v1beta[12]}/streams/{stream}/ingest", self.enterprise)
+        app.router.add_get("/{ws}/api/{version:v1beta[12]}/streams/{stream}", self.stream_info)
+        app.router.add_get("/api/{version:v1beta[12]}/streams/{stream}", self.stream_info)
         app.router.add_post("/proton/v1/ingest/streams/{stream}", self.proton)
         app.router.add_post("/timeplusd/v1/ingest/streams/{stream}", self.proton)
 
@@ -139,13 +151,36 @@ class TimeplusEmulator(Emulator):
             self.rows.append(r)
 
     # -- handlers -------------------------------------------------------------------------------
-    async def enterprise(self, request: web.Request) -> web.Response:
-        cap = await self.capture(request)
+    def _enterprise_auth(self, request: web.Request) -> bool:
         v1 = request.match_info["version"] == "v1beta1"
         key = request.headers.get("X-Api-Key") or (
             request.headers.get("Authorization", "")[7:] if request.headers.get("Authorization", "").startswith(
                 "ApiKey ") else None)
-        if not (key == self.api_key or (not v1 and self._basic_ok(request.headers.get("Authorization", "")))):
+        return key == self.api_key or (not v1 and self._basic_ok(request.headers.get("Authorization", "")))
+
+    async def stream_info(self, request: web.Request) -> web.Response:
+        """``GET /api/v1beta2/streams/{name}``: the stream and its columns (the Enterprise REST ``Stream``)."""
+        await self.capture(request)
+        if not self._enterprise_auth(request):
+            return web.json_response({"code": 401, "message": "unauthorized", "system": "appserver"}, status=401)
+        stream = request.match_info["stream"]
+        if stream not in self.streams:
+            return web.Response(status=404, text="404 page not found")
+        types = self.types.get(stream, {})
+        cols = [{"name": "_tp_time", "type": "datetime64(3, 'UTC')", "nullable": False,
+                 "default": "now64(3, 'UTC')", "codec": "CODEC(DoubleDelta, LZ4)"}]
+        for c in self.streams[stream]:
+            t = types.get(c, "string")
+            cols.append({"name": c, "type": t, "nullable": t.startswith("nullable("), "default": "", "codec": ""})
+        if stream in self.changelog:
+            cols.append({"name": "_tp_delta", "type": "int8", "nullable": False, "default": "1", "codec": ""})
+        return web.json_response({"name": stream, "engine": "Stream", "mode": "append", "description": "",
+                                  "columns": cols, "ttl_expression": "", "logstore_retention_bytes": -1,
+                                  "logstore_retention_ms": -1, "is_external": False})
+
+    async def enterprise(self, request: web.Request) -> web.Response:
+        cap = await self.capture(request)
+        if not self._enterprise_auth(request):
             return web.json_response({"code": 401, "message": "unauthorized", "system": "appserver"}, status=401)
         if self._script:
             status, body, headers = self._script.pop(0)
