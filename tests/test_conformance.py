@@ -90,9 +90,7 @@ def stored(ids) -> list[dict]:
 
 
 def script(emulator, answer, times: int = 1) -> None:
-    # Keyword arguments: the emulators' own fail_next take headers in different places (Obsrv takes none).
-    extra = {"headers": answer.headers} if answer.headers else {}
-    emulator.fail_next(answer.status, answer.body, times=times, **extra)
+    emulator.fail_next(answer.status, answer.body, headers=answer.headers, times=times)
 
 
 def test_every_dialect_has_a_case():
@@ -219,7 +217,7 @@ AT_LEAST_ONCE = [pytest.param(c, id=c.id) for c in CASES if c.batch_id is None]
 @pytest.mark.parametrize("case", IDEMPOTENT)
 async def test_a_lost_answer_is_resent_with_the_same_batch_id_and_stored_once(case, target, open_route):
     lost = case.error(503, "lost")
-    target.lose_answer_next(lost.status, lost.body, lost.headers)
+    target.lose_answer_next(lost.status, lost.body, headers=lost.headers)
     _, stub = await open_route()
     ack = await stub.IngestBatch(kv(range(3)))
     assert (ack.accepted, ack.status.code) == (3, 0)
@@ -235,7 +233,7 @@ async def test_a_lost_answer_is_resent_with_the_same_batch_id_and_stored_once(ca
 @pytest.mark.parametrize("case", AT_LEAST_ONCE)
 async def test_without_a_batch_id_a_lost_answer_stores_the_rows_twice(case, target, open_route):
     lost = case.error(503, "lost")
-    target.lose_answer_next(lost.status, lost.body, lost.headers)
+    target.lose_answer_next(lost.status, lost.body, headers=lost.headers)
     _, stub = await open_route()
     ack = await stub.IngestBatch(kv(range(2)))
     assert (ack.accepted, ack.status.code) == (2, 0)
