@@ -4,8 +4,9 @@ What a new dialect must pass. It adds a ``Case`` to ``tests/conformance/CASES`` 
 changes the wire: an API version, a changelog mode) declaring:
 
 * ``make(secret)``: its emulator, taking ``secret`` as the one credential it accepts; the emulator derives
-  from ``bridge.dev.emulators.base.Emulator``, so it has ``fail_next`` (the next requests get this answer and
-  the target never looks at them) and ``lose_answer_next`` (the rows are kept, then this answer is given);
+  from ``bridge.dev.emulators.base.Emulator``, so it has ``fail_next(status, body=None, headers=None, times=1)``
+  (the next requests get this answer and the target never looks at them) and ``lose_answer_next`` (same
+  signature: the rows are kept, then this answer is given), both after its credential check if it has one;
   ``rows`` keeps what it stored, as the target parsed it, and ``requests`` every request;
 * ``route(emulator, secret)``: the route mapping to it, its ``auth`` holding the secret;
 * ``error(status, message)``: the target's own error answer;
@@ -27,7 +28,9 @@ Then, for every case:
 6. an op the route does not take (an unknown number included) is rejected by index, the others stored in
    order with their op, and ListRoutes names the ops;
 7. with a batch id, an answer lost after the write is resent with the same id and the rows are stored once
-   (and without one they are stored twice: at least once, as documented).
+   (and without one they are stored twice: at least once, as documented);
+8. a request with credentials the target refuses gets the target's own refusal, not retried, even with answers
+   scripted: they wait for the next request that passes the check.
 ``test_every_dialect_has_a_case`` keeps the list complete.
 """
 
@@ -90,9 +93,7 @@ def stored(ids) -> list[dict]:
 
 
 def script(emulator, answer, times: int = 1) -> None:
-    # Keyword arguments: the emulators' own fail_next take headers in different places (Obsrv takes none).
-    extra = {"headers": answer.headers} if answer.headers else {}
-    emulator.fail_next(answer.status, answer.body, times=times, **extra)
+    emulator.fail_next(answer.status, answer.body, headers=answer.headers, times=times)
 
 
 def test_every_dialect_has_a_case():
@@ -219,7 +220,7 @@ AT_LEAST_ONCE = [pytest.param(c, id=c.id) for c in CASES if c.batch_id is None]
 @pytest.mark.parametrize("case", IDEMPOTENT)
 async def test_a_lost_answer_is_resent_with_the_same_batch_id_and_stored_once(case, target, open_route):
     lost = case.error(503, "lost")
-    target.lose_answer_next(lost.status, lost.body, lost.headers)
+    target.lose_answer_next(lost.status, lost.body, headers=lost.headers)
     _, stub = await open_route()
     ack = await stub.IngestBatch(kv(range(3)))
     assert (ack.accepted, ack.status.code) == (3, 0)
@@ -235,8 +236,28 @@ async def test_a_lost_answer_is_resent_with_the_same_batch_id_and_stored_once(ca
 @pytest.mark.parametrize("case", AT_LEAST_ONCE)
 async def test_without_a_batch_id_a_lost_answer_stores_the_rows_twice(case, target, open_route):
     lost = case.error(503, "lost")
-    target.lose_answer_next(lost.status, lost.body, lost.headers)
+    target.lose_answer_next(lost.status, lost.body, headers=lost.headers)
     _, stub = await open_route()
     ack = await stub.IngestBatch(kv(range(2)))
     assert (ack.accepted, ack.status.code) == (2, 0)
     assert target.rows == stored(range(2)) * 2
+
+
+async def test_scripted_answers_come_after_the_credential_check(case, target, open_route, bridge_factory,
+                                                                channel_factory):
+    target.fail_next(503, headers={"Retry-After": "0"})  # the base's one signature: body and headers optional
+    target.lose_answer_next(503)
+    if target.checks_credentials:
+        wrong = {**case.route(target, "xaat-not-the-secret"), "delivery": fast_delivery(max_elapsed="10s")}
+        b = await bridge_factory({"r": wrong})
+        with pytest.raises(grpc.aio.AioRpcError) as ei:
+            await channel_factory(b).IngestBatch(kv(range(2)))
+        assert ei.value.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+        assert "scripted" not in ei.value.details()
+        assert len(target.requests) == 1 and target.rows == [], "refused at the door, not retried, nothing kept"
+    _, stub = await open_route(max_elapsed="10s")
+    ack = await stub.IngestBatch(kv(range(2)))
+    assert (ack.accepted, ack.status.code) == (2, 0)
+    # The failed answer, the lost one (rows kept), then the retry: stored again unless a batch id dedups it.
+    assert len(target.requests) == 3 + target.checks_credentials
+    assert target.rows == stored(range(2)) * (1 if case.batch_id else 2)

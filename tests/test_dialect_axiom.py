@@ -274,7 +274,7 @@ async def test_429_waits_for_the_emulators_rate_limit_reset(bridge_factory, chan
 
 async def test_429_past_the_budget_is_resource_exhausted_with_retry_info(axiom, bridge_factory, channel_factory):
     axiom.fail_next(429, {"message": "rate limit exceeded"},
-                    {"X-RateLimit-Reset": str(int(time.time()) + 60), "X-RateLimit-Remaining": "0"})
+                    headers={"X-RateLimit-Reset": str(int(time.time()) + 60), "X-RateLimit-Remaining": "0"})
     err = await refused(bridge_factory, channel_factory, route(axiom), sample.json_request("r", 1, range(1)))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit exceeded" in err.details()
     st = status_of(err)
@@ -285,7 +285,7 @@ async def test_429_past_the_budget_is_resource_exhausted_with_retry_info(axiom, 
 
 @pytest.mark.parametrize("status", [429, 503])
 async def test_retry_after_is_honoured_without_a_reset_header(axiom, bridge_factory, channel_factory, status):
-    axiom.fail_next(status, {"message": "slow down"}, {"Retry-After": "1"})
+    axiom.fail_next(status, {"message": "slow down"}, headers={"Retry-After": "1"})
     r = route(axiom)
     r["delivery"] = fast_delivery(max_elapsed="5s")
     t0 = time.monotonic()

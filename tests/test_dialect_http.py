@@ -138,7 +138,7 @@ async def test_batches_merge_up_to_max_rows_and_split_above(sink, bridge_factory
 ])
 async def test_clickhouse_exception_codes_classify_a_500(sink, bridge_factory, channel_factory, headers, body, code,
                                                          reason, retried):
-    sink.fail_next(500, body, headers, times=10)
+    sink.fail_next(500, body, headers=headers, times=10)
     route = http_route(sink)
     route["delivery"] = {"initial_backoff": "10ms", "max_elapsed": "300ms"}
     b = await bridge_factory({"r": route})

@@ -127,6 +127,7 @@ class BadRequest(Exception):
 
 class AxiomEmulator(Emulator):
     name = "axiom"
+    checks_credentials = True
     row_logs = ("stored", "time_fields")
 
     def __init__(self, datasets: tuple[str, ...] = ("events",), tokens: tuple[str, ...] = ("xaat-demo-token",),
@@ -142,14 +143,9 @@ class AxiomEmulator(Emulator):
         self.stored: list[dict] = []
         self.time_fields: list[str | None] = []
         self._window: tuple[float, int] = (0.0, 0)
-        self._script: list[tuple[int, object, dict]] = []
         self._failures: list[dict[int, str]] = []
 
     # -- what tests use ------------------------------------------------------------------------
-
-    def fail_next(self, status: int, body: object, headers: dict | None = None, times: int = 1) -> None:
-        """Answer the next ``times`` requests with this status and body (bytes as is, else JSON)."""
-        self._script += [(status, body, headers or {})] * times
 
     def failures_next(self, failures: list[tuple[int, str]]) -> None:
         """Answer the next valid request 200, with these events (by position in the body) failed."""
@@ -246,13 +242,11 @@ class AxiomEmulator(Emulator):
                        dict(request.headers), raw, b"")
         self.requests.append(cap)
         now = time.time()
-        if self._script:
-            status, payload, headers = self._script.pop(0)
-            if isinstance(payload, bytes):
-                return web.Response(body=payload, status=status, headers=headers)
-            return web.json_response(payload, status=status, headers=headers)
+        edge = request.path.startswith("/v1/ingest/")
         try:
-            return self._ingest(request, cap, now)
+            self._check_auth(request, edge)
+            scripted = self.scripted(request)
+            return scripted if scripted is not None else self._ingest(request, cap, now, edge)
         except BadRequest as e:
             return web.json_response({"message": str(e)}, status=e.status, headers=self._limit_headers(now))
 
@@ -266,9 +260,7 @@ class AxiomEmulator(Emulator):
             raise BadRequest(400, f"cannot decompress the body: {e}") from e
         return cap.body
 
-    def _ingest(self, request: web.Request, cap: Captured, now: float) -> web.Response:
-        edge = request.path.startswith("/v1/ingest/")
-        self._check_auth(request, edge)
+    def _ingest(self, request: web.Request, cap: Captured, now: float, edge: bool) -> web.Response:
         if request.match_info["dataset"] not in self.datasets:
             raise BadRequest(404, "dataset not found")
         if self._rate_limited(now):

@@ -1,11 +1,17 @@
 """What every emulator shares: a loopback aiohttp server that records requests, and scripted answers.
 
-Scripted answers apply to the ingest requests (every POST but the ``/_`` control paths), in order:
+Scripted answers are one queue, kept here, with one signature, ``(status, body=None, headers=None, times=1)``;
+a body is sent as is when bytes, else as JSON (``None``: ``{"message": "scripted <status>"}``):
 
-* ``fail_next(status, body, headers, times)``: the next requests are answered so and the target never looks at
-  them (no rows kept). Emulators whose target checks credentials first override it to answer after that check.
-* ``lose_answer_next(status, body, headers, times)``: the next requests are handled as the target would (rows
-  kept), then answered so instead: the answer lost after the write, which only a batch id can make safe.
+* ``fail_next``: the next ingest requests are answered so and the target never looks at them (no rows kept).
+* ``lose_answer_next``: the next ingest requests are handled as the target would (rows kept), then answered
+  so instead: the answer lost after the write, which only a batch id can make safe.
+
+When a scripted answer is given is one rule: as a real target fails, after its credential check (a request
+with bad credentials gets the target's own 401 or 403, and the scripted answer waits for the next request).
+An emulator that checks credentials sets ``checks_credentials`` and its ingest handlers call ``scripted()``
+right after the check; for the others the base answers the script before the handler, for every POST but the
+``/_`` control paths.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ class Answer:
         return web.json_response(body, status=self.status, headers=self.headers)
 
 
+_LOST = web.RequestKey("scripted_lost_answer", Answer)  # the lose_answer_next answer a request was given
+
+
 def decompress(body: bytes, encoding: str) -> bytes:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
@@ -92,6 +101,9 @@ class Emulator:
     """
 
     name = "emulator"
+    # True: the ingest handlers call scripted() right after their credential check; False: the base answers
+    # the script before the handler (the target checks no credentials).
+    checks_credentials = False
     row_logs: tuple[str, ...] = ()  # attributes that grow by one item per row or request
 
     def __init__(self) -> None:
@@ -104,31 +116,44 @@ class Emulator:
         self._lost: list[Answer] = []
 
     def fail_next(self, status: int, body: Any = None, headers: dict | None = None, times: int = 1) -> None:
-        """Answer the next ``times`` ingest requests with this status and body (bytes as is, else JSON)."""
+        """Answer the next ``times`` ingest requests with this status and body (bytes as is, else JSON), keeping
+        nothing; after the credential check where the target has one."""
         self._answers += [Answer(status, body, headers or {})] * times
 
     def lose_answer_next(self, status: int, body: Any = None, headers: dict | None = None, times: int = 1) -> None:
         """Take the next ``times`` ingest requests as usual, then answer them with this instead."""
         self._lost += [Answer(status, body, headers or {})] * times
 
+    def scripted(self, request: web.Request) -> web.Response | None:
+        """The script's turn for an ingest request past the credential check: a ``fail_next`` answer to give
+        now, or None (a ``lose_answer_next`` answer taken now is given once the handler has kept the rows)."""
+        if self._answers:
+            return self._answers.pop(0).response()
+        if self._lost:
+            request[_LOST] = self._lost.pop(0)
+        return None
+
     @web.middleware
     async def _scripted(self, request: web.Request, handler) -> web.StreamResponse:
-        if request.method != "POST" or request.path.startswith("/_") or not (self._answers or self._lost):
-            return await handler(request)
-        if self._answers:
-            answer = self._answers.pop(0)
-            raw = await request.read()
-            self.bytes_in += len(raw)
-            try:
-                body = decompress(raw, request.headers.get("Content-Encoding", ""))
-            except ValueError:
-                body = raw
-            self.requests.append(Captured(request.method, request.path, request.raw_path,
-                                          list(request.query.items()), dict(request.headers), raw, body))
-            return answer.response()
-        answer = self._lost.pop(0)
-        await handler(request)
-        return answer.response()
+        if not self.checks_credentials and request.method == "POST" and not request.path.startswith("/_"):
+            answer = self.scripted(request)
+            if answer is not None:
+                await self._record(request)
+                return answer
+        response = await handler(request)
+        lost = request.get(_LOST)
+        return response if lost is None else lost.response()
+
+    async def _record(self, request: web.Request) -> None:
+        """Keep a request the target never looked at (a body it could not inflate is kept as sent)."""
+        raw = await request.read()
+        self.bytes_in += len(raw)
+        try:
+            body = decompress(raw, request.headers.get("Content-Encoding", ""))
+        except ValueError:
+            body = raw
+        self.requests.append(Captured(request.method, request.path, request.raw_path,
+                                      list(request.query.items()), dict(request.headers), raw, body))
 
     def keep(self, rows: int) -> None:
         """Keep the last ``rows`` rows (and as many per-row records), the last ``min(rows, 10)`` requests."""

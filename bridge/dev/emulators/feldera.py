@@ -97,6 +97,7 @@ def _not_deployed(name: str) -> web.Response:
 
 class FelderaEmulator(Emulator):
     name = "feldera"
+    checks_credentials = True
     row_logs = ("changes",)
 
     def __init__(self, pipelines: dict[str, Pipeline] | None = None, api_key: str | None = None,
@@ -114,11 +115,6 @@ class FelderaEmulator(Emulator):
         self.delay = 0.0  # seconds every ingress request takes (to observe requests in flight)
         self.in_flight = 0
         self.max_in_flight = 0
-        self._script: list[tuple[int, object, dict]] = []
-
-    def fail_next(self, status: int, body: object, headers: dict | None = None, times: int = 1) -> None:
-        """Answer the next ``times`` ingress requests (after the auth check) with this status and JSON body."""
-        self._script += [(status, body, headers or {})] * times
 
     def restart(self) -> None:
         """The pipeline restarted: older completion tokens are stale."""
@@ -233,9 +229,8 @@ class FelderaEmulator(Emulator):
         cap = await self.capture(request)
         if not self._authorized(request):
             return _error(401, "AuthenticationFailed", "Unauthorized API key")
-        if self._script:
-            status, body, headers = self._script.pop(0)
-            return web.json_response(body, status=status, headers=headers)
+        if (scripted := self.scripted(request)) is not None:
+            return scripted
         name = request.match_info["pipeline"]
         pipeline = self.pipelines.get(name)
         if pipeline is None:

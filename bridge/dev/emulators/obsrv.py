@@ -27,6 +27,7 @@ class Dataset:
 
 class ObsrvEmulator(Emulator):
     name = "obsrv"
+    checks_credentials = True
 
     def __init__(self, datasets: list[Dataset] | None = None, token: str | None = None, sunbird: bool = False) -> None:
         super().__init__()
@@ -35,10 +36,6 @@ class ObsrvEmulator(Emulator):
         self.sunbird = sunbird
         self.msgids: dict[str, set[str]] = {}
         self.dropped_batches = 0
-        self._script: list[tuple[int, dict]] = []
-
-    def fail_next(self, status: int, body: dict, times: int = 1) -> None:
-        self._script += [(status, body)] * times
 
     def demo_route(self) -> dict:
         return {"dialect": "obsrv", "url": self.url, "target": "clicks"}
@@ -97,9 +94,8 @@ class ObsrvEmulator(Emulator):
                 return self._envelope(401, "UNAUTHORIZED ACCESS", "No token provided")
             if parts[1] != self.token:
                 return self._envelope(403, "FORBIDDEN ACCESS", "Access denied for the user")
-        if self._script:
-            status, body = self._script.pop(0)
-            return web.json_response(body, status=status)
+        if (scripted := self.scripted(request)) is not None:
+            return scripted
         try:
             body = orjson.loads(cap.body)
         except orjson.JSONDecodeError as e:

@@ -43,6 +43,7 @@ class _Refused(Exception):
 
 class TimeplusEmulator(Emulator):
     name = "timeplus"
+    checks_credentials = True
     row_logs = ("changes",)
 
     def __init__(self, streams: dict[str, list[str]] | None = None, changelog: tuple[str, ...] = (),
@@ -56,10 +57,6 @@ class TimeplusEmulator(Emulator):
         self.proton_users = {"default": ""} if proton_users is None else proton_users
         self.idempotent: dict[str, deque[str]] = {}
         self.changes: list[tuple[int, dict]] = []
-        self._script: list[tuple[int, dict, dict]] = []
-
-    def fail_next(self, status: int, body: dict, headers: dict | None = None, times: int = 1) -> None:
-        self._script += [(status, body, headers or {})] * times
 
     def demo_route(self) -> dict:
         return {"dialect": "timeplus", "url": self.url + "/default", "target": "clicks",
@@ -182,9 +179,8 @@ class TimeplusEmulator(Emulator):
         cap = await self.capture(request)
         if not self._enterprise_auth(request):
             return web.json_response({"code": 401, "message": "unauthorized", "system": "appserver"}, status=401)
-        if self._script:
-            status, body, headers = self._script.pop(0)
-            return web.json_response(body, status=status, headers=headers)
+        if (scripted := self.scripted(request)) is not None:
+            return scripted
         stream = request.match_info["stream"]
         if stream not in self.streams:
             return self._enterprise_error(400, 60, f"Stream default.{stream} doesn't exist")
@@ -214,9 +210,8 @@ class TimeplusEmulator(Emulator):
         if self.proton_users.get(user) != key:
             return self._proton_error(
                 500, 516, f"{user}: Authentication failed: password is incorrect or there is no user with such name")
-        if self._script:
-            status, body, headers = self._script.pop(0)
-            return web.json_response(body, status=status, headers=headers)
+        if (scripted := self.scripted(request)) is not None:
+            return scripted
         stream = request.match_info["stream"]
         if stream not in self.streams:
             return self._proton_error(404, 60, f"Stream default.{stream} doesn't exist")
