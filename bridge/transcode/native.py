@@ -2,12 +2,15 @@
 
 It reads a RowBatch or ColumnBatch straight from the request's wire bytes and
 writes each row as one compact JSON object, byte for byte what the Python
-transcoder and bridge/transcode/formats.py write, with the same row errors
+transcoder and bridge/transcode/formats.py write; a JsonBatch's rows it checks
+as bridge/transcode/jsonrows.py does (unless the route splits them,
+``Plan.parse_json``) and passes on. It gives the same row errors
 (tests/test_native_diff.py holds them to it). Its rows are JSON rows
 (``Rows(columns=None)``), so it runs only on routes whose bodies are those
 objects as they are (``Plan.rows_as_objects``: http NDJSON or JSON array) with
-no declared columns. Every other request (MessageBatch, JsonBatch, a batch
-rejected whole, a wire form that protobuf merges) goes to the Python
+no declared columns. Every other request (MessageBatch, JsonBatch rows to split, a batch
+rejected whole, a wire form that protobuf merges, a JSON row whose reason is
+msgspec's or orjson's wording) goes to the Python
 transcoder, which has the answer.
 """
 
@@ -65,7 +68,9 @@ class NativeTranscoder:
     def transcode(self, request: Any, size: int | None = None, raw: bytes | None = None
                   ) -> tuple[Rows, list[RowError]]:
         """As ``PythonTranscoder.transcode``; ``raw``, the request's wire bytes, spares serializing it again."""
-        if request.WhichOneof("payload") not in ("rows", "columns"):
+        kind = request.WhichOneof("payload")
+        # JSON rows a route splits at the top level (parse_json) are the Python transcoder's to split.
+        if kind not in ("rows", "columns") and (kind != "json" or self.plan.parse_json):
             return self.python.transcode(request, size)
         size = request.ByteSize() if size is None else size
         out = self._t.decode(request.SerializeToString() if raw is None else raw, size)

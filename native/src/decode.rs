@@ -630,6 +630,7 @@ pub fn decode(request: &[u8], size: u64, o: &Options) -> Option<Decoded> {
     let out = match payload? {
         (3, b) => row_batch(b, &cx),
         (4, b) => column_batch(b, &cx),
+        (6, b) => return crate::jsonrows::json_batch(b, o.max_value, o.max_depth),
         _ => return None,
     };
     out.ok()

@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod json;
+pub mod jsonrows;
 pub mod peek;
 pub mod timefmt;
 pub mod wire;
