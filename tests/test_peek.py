@@ -1,5 +1,7 @@
 """The native peek (route, sequence, payload kind, row count from a request's wire bytes) against upb.
 
+It answers for RowBatch, ColumnBatch and JsonBatch requests; MessageBatch requests are always parsed.
+
 The service takes a request the peek answers without parsing it, so the peek must never answer for bytes
 upb would refuse, and what it answers must be what the parsed message says. Hypothesis draws every shape of
 request (with any route and sequence), then glues, cuts and flips their bytes.
@@ -46,10 +48,12 @@ def test_peek_reads_what_upb_reads(request: pb.IngestRequest, route: str, sequen
     raw = request.SerializeToString()
     outcome = check(raw)
     event(outcome)
-    if request.WhichOneof("payload") in ("rows", "columns"):
+    kind = request.WhichOneof("payload")
+    if kind in ("rows", "columns", "json"):
         # Every request a caller's protobuf library writes is plain (nesting here is shallow): none is parsed.
         assert outcome == "peeked"
-        assert Peeked(raw, *native.peek(raw)).rows == request.rows  # the message, when asked for, is the same
+        # The message, when asked for, is the same.
+        assert getattr(Peeked(raw, *native.peek(raw)), kind) == getattr(request, kind)
 
 
 @DIFF
@@ -60,7 +64,7 @@ def test_glued_requests_are_read_as_upb_reads_them(a: pb.IngestRequest, b: pb.In
 
 
 @DIFF
-@given(request=st.one_of(row_batches(), column_batches()), seed=st.integers(0, 2**32 - 1))
+@given(request=st.one_of(row_batches(), column_batches(), json_batches()), seed=st.integers(0, 2**32 - 1))
 def test_damaged_requests_are_never_taken_where_upb_refuses_them(request: pb.IngestRequest, seed: int) -> None:
     rnd = random.Random(seed)
     good = request.SerializeToString()
@@ -89,7 +93,11 @@ def test_what_upb_must_decide_is_left_to_it() -> None:
         pb.IngestRequest.FromString(bad_utf8)
     assert native.peek(bad_utf8) is None
     assert native.peek(ok + b"\x3a\x00") is None  # an unknown field (7): upb keeps it
-    assert native.peek(pb.IngestRequest(route="r", json=pb.JsonBatch()).SerializeToString()) is None
+    assert native.peek(pb.IngestRequest(route="r", json=pb.JsonBatch()).SerializeToString()) == ("r", 0, "json", 0)
+    json_rows = pb.IngestRequest(json=pb.JsonBatch(objects=[b"\xff", b"{}"], ops=[1, 2])).SerializeToString()
+    assert native.peek(json_rows) == ("", 0, "json", 2)  # objects are bytes: upb checks no UTF-8 there
+    assert native.peek(json_rows + b"\x32\x02\x08\x01") is None  # a second JsonBatch: upb merges them
+    assert native.peek(pb.IngestRequest(messages=pb.MessageBatch(type="t")).SerializeToString()) is None
     assert native.peek(nest(30)) == ("", 0, "rows", 1)
     with pytest.raises(DecodeError):  # past upb's recursion limit
         pb.IngestRequest.FromString(nest(120))

@@ -1,6 +1,6 @@
 """A request the service has read only as far as it needs: route, sequence, payload kind and row count.
 
-The native module reads those from the wire bytes of a plain RowBatch or ColumnBatch request (one upb is
+The native module reads those from the wire bytes of a plain RowBatch, ColumnBatch or JsonBatch request (one upb is
 sure to parse: native/src/peek.rs); the native transcoder then reads the rows from the same bytes, and the
 message is never built. Anything else of it that is asked for (a route on the Python transcoder, a batch
 the native one leaves to Python) parses it with upb then, once.

@@ -50,7 +50,7 @@ def takes(plan: Plan) -> bool:
 
 
 def peeker() -> Callable[[bytes], tuple[str, int, str, int] | None] | None:
-    """``_native.peek`` where the native transcoder runs: a RowBatch or ColumnBatch request's route,
+    """``_native.peek`` where the native transcoder runs: a RowBatch, ColumnBatch or JsonBatch request's route,
     sequence, kind and row count from its wire bytes, or None where upb must parse it."""
     return _native.peek if active() == "native" else None
 

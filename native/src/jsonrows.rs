@@ -205,7 +205,7 @@ fn kind(first: u8, scan: &Scan<'_>, raw: &[u8]) -> Option<&'static str> {
         b'n' => Some("NoneType"),
         b'[' if !scan.odd_number && scan.deepest <= 200 => Some("list"),
         b'-' | b'0'..=b'9' if !scan.odd_number => {
-            Some(if raw.iter().any(|&c| c == b'.') { "float" } else { "int" })
+            Some(if raw.contains(&b'.') { "float" } else { "int" })
         }
         _ => None,
     }

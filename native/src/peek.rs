@@ -1,7 +1,7 @@
 //! What the service reads of an IngestRequest before its route transcodes it: route, sequence, payload
 //! kind and row count, from the wire bytes, without building the message.
 //!
-//! `peek` answers only for a RowBatch or ColumnBatch request written in a plain form that upb is sure
+//! `peek` answers only for a RowBatch, ColumnBatch or JsonBatch request written in a plain form that upb is sure
 //! to parse: every field one it knows with its own wire type, one-byte tags, UTF-8 strings, shallow
 //! nesting, no payload or data member given twice. Anything else gives `None`, and the service parses
 //! the request with upb as before, so a request `peek` answers is one upb would have parsed too.
@@ -14,7 +14,7 @@ const MAX_NESTING: u32 = 80;
 pub struct Peeked {
     pub route: String,
     pub sequence: u64,
-    /// 3: rows (RowBatch), 4: columns (ColumnBatch).
+    /// 3: rows (RowBatch), 4: columns (ColumnBatch), 6: json (JsonBatch).
     pub kind: u32,
     pub rows: u64,
 }
@@ -185,7 +185,21 @@ fn column_batch(b: &[u8]) -> Option<u64> {
     Some(first.unwrap_or(nulls))
 }
 
-/// Route, sequence, kind and rows of a plain RowBatch or ColumnBatch request; `None` otherwise.
+/// Rows of a JsonBatch: its objects (bytes, never checked as UTF-8 by upb); ops unpacked or packed.
+fn json_batch(b: &[u8]) -> Option<u64> {
+    let mut rows = 0;
+    walk(b, |f, w, r| match (f, w) {
+        (1, LEN) => {
+            rows += 1;
+            len(r).map(|_| ())
+        }
+        (2, _) => scalars(r, w, VARINT).map(|_| ()),
+        _ => None,
+    })?;
+    Some(rows)
+}
+
+/// Route, sequence, kind and rows of a plain RowBatch, ColumnBatch or JsonBatch request; `None` otherwise.
 pub fn peek(request: &[u8]) -> Option<Peeked> {
     let mut p = Peeked { route: String::new(), sequence: 0, kind: 0, rows: 0 };
     let (mut seen_route, mut seen_seq) = (false, false);
@@ -200,10 +214,14 @@ pub fn peek(request: &[u8]) -> Option<Peeked> {
             p.sequence = r.varint()?;
             Some(())
         }
-        (3 | 4, LEN) if p.kind == 0 => {
+        (3 | 4 | 6, LEN) if p.kind == 0 => {
             let b = len(r)?;
             p.kind = f;
-            p.rows = if f == 3 { row_batch(b)? } else { column_batch(b)? };
+            p.rows = match f {
+                3 => row_batch(b)?,
+                4 => column_batch(b)?,
+                _ => json_batch(b)?,
+            };
             Some(())
         }
         _ => None,

@@ -43,12 +43,17 @@ impl Transcoder {
     }
 }
 
-/// ``(route, sequence, "rows" or "columns", row count)`` of a plain RowBatch or ColumnBatch request's wire
+/// ``(route, sequence, "rows", "columns" or "json", row count)`` of a plain RowBatch, ColumnBatch or JsonBatch request's wire
 /// bytes, without building the message; None where upb must parse it (see native/src/peek.rs).
 #[pyfunction]
 fn peek(request: &Bound<'_, PyBytes>) -> Option<(String, u64, &'static str, u64)> {
     let p = crate::peek::peek(request.as_bytes())?;
-    Some((p.route, p.sequence, if p.kind == 3 { "rows" } else { "columns" }, p.rows))
+    let kind = match p.kind {
+        3 => "rows",
+        4 => "columns",
+        _ => "json",
+    };
+    Some((p.route, p.sequence, kind, p.rows))
 }
 
 #[pymodule]
