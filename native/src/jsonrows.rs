@@ -14,8 +14,33 @@ const MAX_NESTING: u32 = 256;
 
 /// Why a row fails; `None` from a check: the Python transcoder decides.
 pub enum Verdict {
-    Pass,
+    /// The row passes; `true`: it holds CR or LF (to become spaces).
+    Pass(bool),
     Bad(String),
+}
+
+/// Bytes a string holds as they are: not `"`, `\\` or a control character (0x80 and up: UTF-8, checked later).
+const PLAIN: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = false;
+        i += 1;
+    }
+    t[b'"' as usize] = false;
+    t[b'\\' as usize] = false;
+    t
+};
+
+/// Whether any of eight bytes may be `"`, `\\` or a control character (never false when one is: a
+/// `true` only sends the scan to the byte-by-byte loop).
+#[inline]
+fn special(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (below_space | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))) != 0
 }
 
 struct Scan<'a> {
@@ -25,12 +50,15 @@ struct Scan<'a> {
     deepest: u32,
     /// A number orjson may read otherwise than as a plain int or float (an exponent, many digits).
     odd_number: bool,
+    /// CR or LF seen (only whitespace can hold them).
+    newline: bool,
 }
 
 impl Scan<'_> {
     #[inline]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.i) {
+        while let Some(&c @ (b' ' | b'\t' | b'\n' | b'\r')) = self.s.get(self.i) {
+            self.newline |= c == b'\n' || c == b'\r';
             self.i += 1;
         }
     }
@@ -169,7 +197,19 @@ impl Scan<'_> {
     fn string(&mut self) -> Option<()> {
         (self.next()? == b'"').then_some(())?;
         loop {
-            // Bytes of 0x80 and up are checked as UTF-8 for the whole row later.
+            // Runs of plain bytes first, eight at a time: most of a row is string text.
+            while let Some(w) = self.s.get(self.i..self.i + 8) {
+                if special(u64::from_le_bytes(w.try_into().unwrap_or_default())) {
+                    break;
+                }
+                self.i += 8;
+            }
+            while let Some(&c) = self.s.get(self.i) {
+                if !PLAIN[c as usize] {
+                    break;
+                }
+                self.i += 1;
+            }
             let c = self.next()?;
             match c {
                 b'"' => return Some(()),
@@ -219,7 +259,7 @@ pub fn check(raw: &[u8], max_value: u64, max_depth: u32) -> Option<Verdict> {
             raw.len()
         )));
     }
-    let mut scan = Scan { s: raw, i: 0, depth: 0, deepest: 0, odd_number: false };
+    let mut scan = Scan { s: raw, i: 0, depth: 0, deepest: 0, odd_number: false, newline: false };
     scan.ws();
     let first = *raw.get(scan.i)?;
     scan.value()?;
@@ -240,7 +280,7 @@ pub fn check(raw: &[u8], max_value: u64, max_depth: u32) -> Option<Verdict> {
             "arrays and objects nest deeper than {max_depth} levels (limits.max_depth)"
         )));
     }
-    Some(Verdict::Pass)
+    Some(Verdict::Pass(scan.newline))
 }
 
 /// A JsonBatch's rows that pass, their ops, caller indices (None: all passed) and the other rows'
@@ -268,12 +308,14 @@ pub fn json_batch(b: &[u8], max_value: u64, max_depth: u32) -> Option<Decoded> {
     let mut index = Vec::new();
     for (i, raw) in objects.iter().enumerate() {
         match check(raw, max_value, max_depth)? {
-            Verdict::Pass => {
+            Verdict::Pass(newline) => {
                 let start = out.buf.len();
                 out.buf.extend_from_slice(raw);
-                for c in &mut out.buf[start..] {
-                    if *c == b'\n' || *c == b'\r' {
-                        *c = b' ';
+                if newline {
+                    for c in &mut out.buf[start..] {
+                        if *c == b'\n' || *c == b'\r' {
+                            *c = b' ';
+                        }
                     }
                 }
                 out.ends.push(out.buf.len());

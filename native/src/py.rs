@@ -33,12 +33,14 @@ impl Transcoder {
         let opts = &self.opts;
         let d = if raw.len() >= RELEASE_GIL { py.allow_threads(|| decode(raw, size, opts)) } else { decode(raw, size, opts) };
         let Some(d) = d else { return Ok(None) };
-        let mut start = 0;
-        let rows = PyList::empty(py);
-        for &end in &d.ends {
-            rows.append(PyBytes::new(py, &d.buf[start..end]))?;
-            start = end;
-        }
+        // Built at its full length at once (appending one by one costs a resize now and then).
+        let rows = PyList::new(
+            py,
+            d.ends.iter().enumerate().map(|(k, &end)| {
+                let start = if k == 0 { 0 } else { d.ends[k - 1] };
+                PyBytes::new(py, &d.buf[start..end])
+            }),
+        )?;
         Ok(Some((rows, d.ops, d.index, d.errors)))
     }
 }
