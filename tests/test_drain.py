@@ -79,7 +79,8 @@ async def test_batches_delivered_within_the_grace_are_acknowledged(target, bridg
     call = stub.IngestStream()
     for seq in range(3):
         await call.write(_req(seq))
-    await wait_until(lambda: target.in_flight == 1)
+    # All three taken in (a message not yet read when the drain starts is the caller's to resend), one on the wire.
+    await wait_until(lambda: b.routes["r"].stats.requests == 3 and target.in_flight == 1)
     stopping = asyncio.create_task(b.stop(grace=10.0))
     acks = []
     with pytest.raises(grpc.aio.AioRpcError) as ended:
