@@ -3,66 +3,13 @@ they send again every batch not acknowledged, until each is."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
-import yaml
 
-from bridge.config import parse_config
-from bridge.dev.emulators.faulty import FaultyTarget
-from bridge.ingest.server import Bridge
-from tests.test_examples import EXAMPLES, expected, run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def resends_after_unavailable(cmd: list[str], prefix: str, rows: int = 500) -> None:
-    target = FaultyTarget()
-    await target.start()
-    # The target answers its first request 503; the bridge makes one attempt, so that ack says UNAVAILABLE.
-    target.script({"status": 503})
-    port = free_port()
-    config = parse_config(yaml.safe_dump({"listen": f"127.0.0.1:{port}", "http": None, "routes": {"r": {
-        "dialect": "http", "url": target.url + "/in", "batch": {"linger": "0s"},
-        "delivery": {"max_attempts": 1}}}}), env={})
-    bridge = Bridge(config, http=False)
-    # The client starts before the bridge listens: its stream fails with UNAVAILABLE (connection refused).
-    proc = await asyncio.create_subprocess_exec(*cmd, f"127.0.0.1:{port}", "r", str(rows),
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    lines: list[str] = []
-    try:
-        while not any(line.startswith("stream failed: UNAVAILABLE") for line in lines):
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line, "".join(lines)
-            lines.append(line.decode())
-        await bridge.start()
-        rest = await asyncio.wait_for(proc.stdout.read(), 60)
-        rc = await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await bridge.stop(grace=1.0)
-        await target.stop()
-    out = "".join(lines) + rest.decode()
-    assert rc == 0, out
-    half = rows // 2
-    failed = {int(m) for m in re.findall(r"ack sequence=(\d) accepted=0 rejected=\d+ code=14", out)}
-    assert failed, out  # at least one batch came back UNAVAILABLE from the target ...
-    for seq in failed:  # ... and was sent again until the target took it
-        assert re.search(rf"ack sequence={seq} accepted={half} rejected=0 code=0", out), out
-    assert re.search(rf"done: {rows} rows accepted, [1-9]\d* batches resent", out), out
-    # Every row once: the refused request kept nothing, the resends filled the gap.
-    assert sorted(target.rows, key=lambda r: r["id"]) == expected(prefix, rows)
+from tests.test_examples import EXAMPLES, resends_after_unavailable, run
 
 
 async def test_node_example_resends_what_was_not_acknowledged():
