@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ from bridge.config import parse_config
 from bridge.dev.emulators.http_sink import HttpSink
 from bridge.ingest.server import Bridge
 from bridge.proto import pb_grpc
+from tests import ch_server
 
 
 @pytest.fixture
@@ -78,3 +80,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.integration if live else pytest.mark.unit)
         if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+# One real ClickHouse per test module that asks for it (from Debian's packages; scripts/test.sh installs it).
+@pytest.fixture(scope="module")
+def clickhouse():
+    if not ch_server.available():
+        if os.environ.get("CI"):
+            pytest.fail("clickhouse-server is not installed; scripts/test.sh installs it from Debian's packages")
+        pytest.skip("clickhouse-server is not installed (apt-get install clickhouse-server)")
+    with ch_server.ClickHouse() as ch:
+        yield ch

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 import grpc
 import pytest
 
 from bridge.dev import sample
 from bridge.proto import pb
-from tests import ch_server
 from tests.grpc_helpers import details, error_info, status_of
 
 pytestmark = pytest.mark.clickhouse
 
 SCHEMA = ("(id Int64, user String, price Float64, ok UInt8, ts String, category String, count Int32, "
           "message String) ENGINE = Memory")
-
-
-@pytest.fixture(scope="module")
-def clickhouse():
-    if not ch_server.available():
-        if os.environ.get("CI"):
-            pytest.fail("clickhouse-server is not installed; scripts/test.sh installs it from Debian's packages")
-        pytest.skip("clickhouse-server is not installed (apt-get install clickhouse-server)")
-    with ch_server.ClickHouse() as ch:
-        yield ch
-
-
-def table_rows(ch, table: str) -> list[dict]:
-    import orjson
-
-    out = ch.query(f"SELECT * FROM {table} ORDER BY id FORMAT JSONEachRow",
-                   output_format_json_quote_64bit_integers="0")
-    return [orjson.loads(line) for line in out.splitlines()]
 
 
 def expected(i: int) -> dict:
@@ -62,7 +41,7 @@ async def test_each_payload_shape_lands_exactly_once(clickhouse, bridge_factory,
     assert all(a.status.code == 0 for a in acks), [a.status.message for a in acks if a.status.code]
     assert sum(a.accepted for a in acks) == n
     assert clickhouse.query(f"SELECT count(), uniqExact(id) FROM {table}").split() == [str(n), str(n)]
-    assert table_rows(clickhouse, table) == [expected(i) for i in range(n)]
+    assert clickhouse.rows(table) == [expected(i) for i in range(n)]
 
 
 async def test_gzip_bodies(clickhouse, bridge_factory, channel_factory):
@@ -73,7 +52,7 @@ async def test_gzip_bodies(clickhouse, bridge_factory, channel_factory):
     }})
     ack = await channel_factory(b).IngestBatch(sample.columns_request("ch", 1, range(300)))
     assert ack.accepted == 300
-    assert table_rows(clickhouse, "gz") == [expected(i) for i in range(300)]
+    assert clickhouse.rows("gz") == [expected(i) for i in range(300)]
 
 
 async def test_a_missing_table_is_not_found_and_a_bad_value_is_invalid(clickhouse, bridge_factory, channel_factory):
@@ -119,7 +98,7 @@ async def test_csv_keeps_null_and_the_empty_string_apart(clickhouse, bridge_fact
         for i, v in enumerate(s)]))
     ack = await channel_factory(b).IngestBatch(req)
     assert (ack.accepted, ack.rejected) == (5, 0)
-    got = table_rows(clickhouse, "csv_null")
+    got = clickhouse.rows("csv_null")
     assert [r["s"] for r in got] == [None, "", "\\N", "NULL", " x "]
     assert [r["n"] for r in got] == [0.5, None, 2.5, None, 4.5]
     assert [r["j"] for r in got] == [f'[{i},"a\\"b"]' for i in range(5)]
@@ -127,4 +106,4 @@ async def test_csv_keeps_null_and_the_empty_string_apart(clickhouse, bridge_fact
     req = pb.IngestRequest(route="ch", json=pb.JsonBatch(objects=[b'{"id":5,"s":null,"n":0.250,"j":"{}"}',
                                                                   b'{"id":6,"s":"","n":null,"j":""}']))
     assert (await channel_factory(b).IngestBatch(req)).accepted == 2
-    assert [(r["s"], r["n"]) for r in table_rows(clickhouse, "csv_null")[5:]] == [(None, 0.25), ("", None)]
+    assert [(r["s"], r["n"]) for r in clickhouse.rows("csv_null")[5:]] == [(None, 0.25), ("", None)]

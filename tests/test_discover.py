@@ -4,7 +4,6 @@ route NOT_SERVING and callers UNAVAILABLE (SCHEMA_UNKNOWN) until it can read the
 
 from __future__ import annotations
 
-import os
 import socket
 
 import aiohttp
@@ -255,16 +254,6 @@ ENGINE = MergeTree ORDER BY id"""
 CH_ROWS = [{**r, "ok": 1 if r.get("ok") else 0} if "ok" in r else r for r in ROWS]
 
 
-@pytest.fixture(scope="module")
-def clickhouse():
-    if not ch_server.available():
-        if os.environ.get("CI"):
-            pytest.fail("clickhouse-server is not installed; scripts/test.sh installs it from Debian's packages")
-        pytest.skip("clickhouse-server is not installed (apt-get install clickhouse-server)")
-    with ch_server.ClickHouse() as ch:
-        yield ch
-
-
 def ch_route(url: str, table: str, **extra) -> dict:
     return {"dialect": "http", "url": url, "columns": "discover", "batch": {"linger": "0s"},
             "options": {"query": {"query": f"INSERT INTO {table} FORMAT JSONEachRow"}},
@@ -272,9 +261,7 @@ def ch_route(url: str, table: str, **extra) -> dict:
 
 
 def ids(ch, table: str) -> list[int]:
-    out = ch.query(f"SELECT id FROM {table} ORDER BY id FORMAT JSONEachRow",
-                   output_format_json_quote_64bit_integers="0")
-    return [orjson.loads(line)["id"] for line in out.splitlines()]
+    return [r["id"] for r in ch.rows(table, "id")]
 
 
 @pytest.mark.clickhouse

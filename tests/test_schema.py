@@ -3,7 +3,6 @@ parses in its SQL dialect (sqlglot) with the types the README's table gives; Axi
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,6 @@ from sqlglot import exp
 
 from bridge.dev import sample
 from bridge.proto import pb
-from tests import ch_server
 
 DT = exp.DataType.Type
 DECLARED = {"id": "int", "name": "string?", "score": "double", "ok": "bool", "at": "timestamp", "raw": "bytes?",
@@ -157,22 +155,6 @@ def test_a_route_without_columns_or_clickhouse_says_what_is_missing(tmp_path):
 # -- ClickHouse: the DDL runs, and what the bridge sends reads back equal -----------------------------------
 
 
-@pytest.fixture(scope="module")
-def clickhouse():
-    if not ch_server.available():
-        if os.environ.get("CI"):
-            pytest.fail("clickhouse-server is not installed; scripts/test.sh installs it from Debian's packages")
-        pytest.skip("clickhouse-server is not installed (apt-get install clickhouse-server)")
-    with ch_server.ClickHouse() as ch:
-        yield ch
-
-
-def read_back(ch, table: str) -> list[dict]:
-    out = ch.query(f"SELECT * FROM {table} ORDER BY id FORMAT JSONEachRow",
-                   output_format_json_quote_64bit_integers="0")
-    return [orjson.loads(line) for line in out.splitlines()]
-
-
 def ch_version(ch) -> str:
     return ch.query("SELECT version()").strip()
 
@@ -199,7 +181,7 @@ async def test_clickhouse_ddl_from_a_descriptor_set_takes_message_rows(clickhous
         row["ts"] = s * 1000 + n // 1_000_000
         row["ok"] = int(row["ok"]) if old_bool else row["ok"]
         want.append(row)
-    assert read_back(clickhouse, "clicks_pb") == want
+    assert clickhouse.rows("clicks_pb") == want
 
 
 @pytest.mark.clickhouse
@@ -230,7 +212,7 @@ async def test_clickhouse_ddl_from_declared_columns_takes_typed_rows(clickhouse,
         v.add(uint=big)
     ack = await channel_factory(b).IngestBatch(req)
     assert ack.accepted == 2, ack
-    back = read_back(clickhouse, "typed")
+    back = clickhouse.rows("typed")
     # DateTime (before 20.1) shows whole seconds; DateTime64(9) adds nine zeros.
     assert [(r["id"], r["name"], r["score"], bool(r["ok"]), r["at"][:19], r["raw"], r["big"]) for r in back] == [
         (1, "a", 0.5, True, "2026-01-01 00:00:05", "AP8=", 2**64 - 1),
