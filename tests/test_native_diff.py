@@ -12,6 +12,7 @@ merges them) and requests with bytes flipped check the wire reader against upb: 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -175,16 +176,10 @@ def test_glued_requests_match(o: Opts, a: pb.IngestRequest, b: pb.IngestRequest)
     event(compare(o, a.SerializeToString() + b.SerializeToString(), merged=True))
 
 
-@DIFF
-@given(o=options, request=st.one_of(row_batches(), column_batches()), seed=st.integers(0, 2**32 - 1))
-def test_damaged_requests_match(o: Opts, request: pb.IngestRequest, seed: int) -> None:
-    """Bytes flipped, cut or repeated: what upb still reads, the native reader reads the same or leaves.
-
-    Several damaged copies per example (most do not parse: those are skipped here, the service refuses them).
-    """
+def damaged(good: bytes, seed: int, copies: int = 40) -> Iterator[bytes]:
+    """Copies of ``good`` with one to three bytes flipped, runs cut or runs repeated, from ``seed``."""
     rnd = random.Random(seed)
-    good = request.SerializeToString()
-    for _ in range(40):
+    for _ in range(copies):
         raw = bytearray(good)
         for _ in range(rnd.randint(1, 3)):
             if not raw:
@@ -197,12 +192,23 @@ def test_damaged_requests_match(o: Opts, request: pb.IngestRequest, seed: int) -
                 del raw[at:at + rnd.randint(1, 4)]
             else:
                 raw[at:at] = raw[at:at + rnd.randint(1, 8)]
+        yield bytes(raw)
+
+
+@DIFF
+@given(o=options, request=st.one_of(row_batches(), column_batches()), seed=st.integers(0, 2**32 - 1))
+def test_damaged_requests_match(o: Opts, request: pb.IngestRequest, seed: int) -> None:
+    """Bytes flipped, cut or repeated: what upb still reads, the native reader reads the same or leaves.
+
+    Several damaged copies per example (most do not parse: those are skipped here, the service refuses them).
+    """
+    for raw in damaged(request.SerializeToString(), seed):
         try:
-            parsed = pb.IngestRequest.FromString(bytes(raw))
+            parsed = pb.IngestRequest.FromString(raw)
         except DecodeError:
             continue
         if acks.request_rows(parsed) <= 1000:
-            event(compare(o, bytes(raw), merged=True))
+            event(compare(o, raw, merged=True))
 
 
 def test_values_written_as_the_python_path_writes_them() -> None:

@@ -9,8 +9,6 @@ request (with any route and sequence), then glues, cuts and flips their bytes.
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import event, given
@@ -21,7 +19,7 @@ from bridge.ingest.peeked import Peeked
 from bridge.proto import pb
 from bridge.transcode.native import _native as native
 from tests.test_fuzz import column_batches, json_batches, message_batches, row_batches, text
-from tests.test_native_diff import DIFF
+from tests.test_native_diff import DIFF, damaged
 
 pytestmark = pytest.mark.skipif(native is None, reason="bridge._native is not built (no cargo at install time)")
 
@@ -66,22 +64,8 @@ def test_glued_requests_are_read_as_upb_reads_them(a: pb.IngestRequest, b: pb.In
 @DIFF
 @given(request=st.one_of(row_batches(), column_batches(), json_batches()), seed=st.integers(0, 2**32 - 1))
 def test_damaged_requests_are_never_taken_where_upb_refuses_them(request: pb.IngestRequest, seed: int) -> None:
-    rnd = random.Random(seed)
-    good = request.SerializeToString()
-    for _ in range(40):
-        raw = bytearray(good)
-        for _ in range(rnd.randint(1, 3)):
-            if not raw:
-                break
-            at = rnd.randrange(len(raw))
-            what = rnd.randrange(3)
-            if what == 0:
-                raw[at] = rnd.randrange(256)
-            elif what == 1:
-                del raw[at:at + rnd.randint(1, 4)]
-            else:
-                raw[at:at] = raw[at:at + rnd.randint(1, 8)]
-        event(check(bytes(raw)))
+    for raw in damaged(request.SerializeToString(), seed):
+        event(check(raw))
 
 
 def test_what_upb_must_decide_is_left_to_it() -> None:
