@@ -80,7 +80,10 @@ impl Ctx<'_> {
     }
 
     fn too_long(&self, n: usize) -> String {
-        format!("a value of {n} bytes is longer than {} (limits.max_value_bytes)", self.o.max_value)
+        format!(
+            "a value of {n} bytes is longer than {} (limits.max_value_bytes)",
+            self.o.max_value
+        )
     }
 }
 
@@ -275,7 +278,10 @@ fn row_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
         return Err(Fail::Fallback);
     }
     let n = keys.len();
-    let mut d = Decoded { buf: Vec::with_capacity(b.len() * 2), ..Decoded::default() };
+    let mut d = Decoded {
+        buf: Vec::with_capacity(b.len() * 2),
+        ..Decoded::default()
+    };
     let mut ops = Vec::new();
     let mut index = Vec::new();
     let mut values = Vec::with_capacity(n);
@@ -292,7 +298,10 @@ fn row_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
             }
         }
         if values.len() != n {
-            d.errors.push((i, format!("row has {} values for {n} columns", values.len())));
+            d.errors.push((
+                i,
+                format!("row has {} values for {n} columns", values.len()),
+            ));
             continue;
         }
         let start = d.buf.len();
@@ -336,7 +345,11 @@ fn py_repr(name: &[u8]) -> R<String> {
     if !name.iter().all(|&c| (0x20..0x7f).contains(&c)) {
         return Err(Fail::Fallback);
     }
-    let q = if name.contains(&b'\'') && !name.contains(&b'"') { b'"' } else { b'\'' };
+    let q = if name.contains(&b'\'') && !name.contains(&b'"') {
+        b'"'
+    } else {
+        b'\''
+    };
     let mut s = String::with_capacity(name.len() + 2);
     s.push(q as char);
     for &c in name {
@@ -388,7 +401,10 @@ fn column(
     bad: &mut BTreeMap<usize, String>,
     cx: &Ctx<'_>,
 ) -> R<Cells> {
-    let mut c = Cells { buf: Vec::with_capacity(data.len() * 2), ends: Vec::new() };
+    let mut c = Cells {
+        buf: Vec::with_capacity(data.len() * 2),
+        ends: Vec::new(),
+    };
     let mut note = |i: usize, e: String| {
         bad.entry(i).or_insert(e);
     };
@@ -478,7 +494,11 @@ struct Col<'a> {
 
 fn parse_column(b: &[u8]) -> R<Col<'_>> {
     let mut r = Reader::new(b);
-    let mut c = Col { name: b"", data: None, null_rows: Vec::new() };
+    let mut c = Col {
+        name: b"",
+        data: None,
+        null_rows: Vec::new(),
+    };
     while !r.done() {
         match r.tag().fb()? {
             (1, LEN) => c.name = r.bytes().fb()?,
@@ -534,7 +554,13 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
             // billions (the service refuses over max_rows_per_message first); huge ones stay with Python.
             let n = cols
                 .iter()
-                .map(|c| c.null_rows.iter().map(|&r| r as u32 as usize + 1).max().unwrap_or(0))
+                .map(|c| {
+                    c.null_rows
+                        .iter()
+                        .map(|&r| r as u32 as usize + 1)
+                        .max()
+                        .unwrap_or(0)
+                })
                 .max()
                 .unwrap_or(0);
             if n > ALL_NULL_ROWS || n.saturating_mul(cols.len()) > ALL_NULL_CELLS {
@@ -563,10 +589,14 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
     }
     let ops: Vec<i32> = ops.iter().map(|&o| o as i32).collect();
     let any_op = ops.iter().any(|&o| o != 0);
-    let mut d = Decoded { buf: Vec::with_capacity(b.len() * 2), ..Decoded::default() };
+    let mut d = Decoded {
+        buf: Vec::with_capacity(b.len() * 2),
+        ..Decoded::default()
+    };
     let mut index = Vec::new();
     let mut kept_ops = Vec::new();
-    #[allow(clippy::needless_range_loop)] // i is the row: it indexes the cells, the nulls, the ops and the errors
+    #[allow(clippy::needless_range_loop)]
+    // i is the row: it indexes the cells, the nulls, the ops and the errors
     for i in 0..length {
         for (j, rows) in null.iter().enumerate() {
             while next_null[j] < rows.len() && rows[next_null[j]] < i {
@@ -583,7 +613,9 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
             }
             d.buf.extend_from_slice(k);
             match &cells[j] {
-                Some(cc) if null[j].get(next_null[j]) != Some(&i) => d.buf.extend_from_slice(cc.cell(i)),
+                Some(cc) if null[j].get(next_null[j]) != Some(&i) => {
+                    d.buf.extend_from_slice(cc.cell(i))
+                }
                 _ => d.buf.extend_from_slice(b"null"),
             }
         }
@@ -611,7 +643,10 @@ pub fn decode(request: &[u8], size: u64, o: &Options) -> Option<Decoded> {
     if o.max_depth > MAX_DEPTH || o.max_depth == 0 {
         return None;
     }
-    let cx = Ctx { o, long: size > o.max_value };
+    let cx = Ctx {
+        o,
+        long: size > o.max_value,
+    };
     let mut r = Reader::new(request);
     let mut payload: Option<(u32, &[u8])> = None;
     while !r.done() {

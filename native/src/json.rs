@@ -108,7 +108,12 @@ pub fn base64(out: &mut Vec<u8>, b: &[u8]) {
     match *chunks.remainder() {
         [a] => {
             let n = u32::from(a) << 16;
-            out.extend_from_slice(&[B64[(n >> 18) as usize & 63], B64[(n >> 12) as usize & 63], b'=', b'=']);
+            out.extend_from_slice(&[
+                B64[(n >> 18) as usize & 63],
+                B64[(n >> 12) as usize & 63],
+                b'=',
+                b'=',
+            ]);
         }
         [a, c] => {
             let n = (u32::from(a) << 16) | (u32::from(c) << 8);

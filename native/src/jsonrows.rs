@@ -259,7 +259,14 @@ pub fn check(raw: &[u8], max_value: u64, max_depth: u32) -> Option<Verdict> {
             raw.len()
         )));
     }
-    let mut scan = Scan { s: raw, i: 0, depth: 0, deepest: 0, odd_number: false, newline: false };
+    let mut scan = Scan {
+        s: raw,
+        i: 0,
+        depth: 0,
+        deepest: 0,
+        odd_number: false,
+        newline: false,
+    };
     scan.ws();
     let first = *raw.get(scan.i)?;
     scan.value()?;
@@ -269,11 +276,17 @@ pub fn check(raw: &[u8], max_value: u64, max_depth: u32) -> Option<Verdict> {
     }
     if !raw.is_ascii() {
         if let Err(e) = std::str::from_utf8(raw) {
-            return Some(Verdict::Bad(format!("not valid JSON: not UTF-8 at byte {}", e.valid_up_to())));
+            return Some(Verdict::Bad(format!(
+                "not valid JSON: not UTF-8 at byte {}",
+                e.valid_up_to()
+            )));
         }
     }
     if first != b'{' {
-        return Some(Verdict::Bad(format!("not a JSON object (a JSON {})", kind(first, &scan, raw)?)));
+        return Some(Verdict::Bad(format!(
+            "not a JSON object (a JSON {})",
+            kind(first, &scan, raw)?
+        )));
     }
     if scan.deepest > max_depth {
         return Some(Verdict::Bad(format!(
@@ -327,7 +340,11 @@ pub fn json_batch(b: &[u8], max_value: u64, max_depth: u32) -> Option<Decoded> {
     // Ops are 32-bit enum values on the wire (open enum: any int32 is kept).
     let ops: Vec<i32> = ops.into_iter().map(|o| o as i32).collect();
     if ops.iter().any(|&o| o != 0) {
-        out.ops = Some(if out.errors.is_empty() { ops } else { index.iter().map(|&i| ops[i]).collect() });
+        out.ops = Some(if out.errors.is_empty() {
+            ops
+        } else {
+            index.iter().map(|&i| ops[i]).collect()
+        });
     }
     if !out.errors.is_empty() {
         out.index = Some(index);

@@ -52,7 +52,11 @@ fn walk<'a>(b: &'a [u8], mut f: impl FnMut(u32, u8, &mut Reader<'a>) -> Option<(
 /// A repeated scalar: unpacked (`wire`) or packed; returns how many values it holds.
 fn scalars(r: &mut Reader<'_>, w: u8, wire: u8) -> Option<u64> {
     if w == wire {
-        if wire == VARINT { r.varint()?; } else { r.fixed64()?; }
+        if wire == VARINT {
+            r.varint()?;
+        } else {
+            r.fixed64()?;
+        }
         return Some(1);
     }
     if w != LEN {
@@ -201,7 +205,12 @@ fn json_batch(b: &[u8]) -> Option<u64> {
 
 /// Route, sequence, kind and rows of a plain RowBatch, ColumnBatch or JsonBatch request; `None` otherwise.
 pub fn peek(request: &[u8]) -> Option<Peeked> {
-    let mut p = Peeked { route: String::new(), sequence: 0, kind: 0, rows: 0 };
+    let mut p = Peeked {
+        route: String::new(),
+        sequence: 0,
+        kind: 0,
+        rows: 0,
+    };
     let (mut seen_route, mut seen_seq) = (false, false);
     walk(request, |f, w, r| match (f, w) {
         (1, LEN) if !seen_route => {

@@ -15,23 +15,45 @@ struct Transcoder {
     opts: Options,
 }
 
-type Out<'py> = (Bound<'py, PyList>, Option<Vec<i32>>, Option<Vec<usize>>, Vec<(usize, String)>);
+type Out<'py> = (
+    Bound<'py, PyList>,
+    Option<Vec<i32>>,
+    Option<Vec<usize>>,
+    Vec<(usize, String)>,
+);
 
 #[pymethods]
 impl Transcoder {
     #[new]
     fn new(mode: &str, max_value_bytes: u64, max_depth: u32, max_columns: usize) -> PyResult<Self> {
-        let mode = Mode::parse(mode)
-            .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown timestamps mode {mode:?}")))?;
-        Ok(Transcoder { opts: Options { mode, max_value: max_value_bytes, max_depth, max_columns } })
+        let mode = Mode::parse(mode).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!("unknown timestamps mode {mode:?}"))
+        })?;
+        Ok(Transcoder {
+            opts: Options {
+                mode,
+                max_value: max_value_bytes,
+                max_depth,
+                max_columns,
+            },
+        })
     }
 
     /// ``(rows as JSON object bytes, ops or None, caller indices or None, [(index, reason)])`` of an
     /// IngestRequest's wire bytes, or None where the Python transcoder must decide.
-    fn decode<'py>(&self, py: Python<'py>, request: &Bound<'py, PyBytes>, size: u64) -> PyResult<Option<Out<'py>>> {
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Bound<'py, PyBytes>,
+        size: u64,
+    ) -> PyResult<Option<Out<'py>>> {
         let raw = request.as_bytes();
         let opts = &self.opts;
-        let d = if raw.len() >= RELEASE_GIL { py.allow_threads(|| decode(raw, size, opts)) } else { decode(raw, size, opts) };
+        let d = if raw.len() >= RELEASE_GIL {
+            py.allow_threads(|| decode(raw, size, opts))
+        } else {
+            decode(raw, size, opts)
+        };
         let Some(d) = d else { return Ok(None) };
         // Built at its full length at once (appending one by one costs a resize now and then).
         let rows = PyList::new(

@@ -91,7 +91,9 @@ fn civil(days: i64) -> (i64, u32, u32) {
 /// RFC 3339 of whole seconds and nanos (already checked to be 0..1e9).
 fn rfc3339(out: &mut Vec<u8>, seconds: i64, nanos: u32) -> Result<(), String> {
     if !(MIN..=MAX).contains(&seconds) {
-        return Err(format!("timestamp {seconds}s is outside 0001-01-01..9999-12-31"));
+        return Err(format!(
+            "timestamp {seconds}s is outside 0001-01-01..9999-12-31"
+        ));
     }
     let (y, m, d) = civil(seconds.div_euclid(86400));
     let s = seconds.rem_euclid(86400) as u32;
@@ -150,7 +152,10 @@ pub fn timestamp(out: &mut Vec<u8>, mode: Mode, seconds: i64, nanos: i32) -> Res
                     json::int(out, x);
                     Ok(())
                 }
-                Err(_) => Err(format!("timestamp {seconds}s {nanos}ns does not fit an int64 in {}", mode.name())),
+                Err(_) => Err(format!(
+                    "timestamp {seconds}s {nanos}ns does not fit an int64 in {}",
+                    mode.name()
+                )),
             }
         }
     }
@@ -163,7 +168,13 @@ pub fn nanos(out: &mut Vec<u8>, mode: Mode, x: i64) -> Result<(), String> {
         Mode::EpochNs => json::int(out, x),
         Mode::EpochS => epoch_seconds(out, i128::from(x)),
         Mode::EpochMs | Mode::EpochUs => json::int(out, x.div_euclid(mode.divisor() as i64)),
-        Mode::Rfc3339 => return rfc3339(out, x.div_euclid(1_000_000_000), x.rem_euclid(1_000_000_000) as u32),
+        Mode::Rfc3339 => {
+            return rfc3339(
+                out,
+                x.div_euclid(1_000_000_000),
+                x.rem_euclid(1_000_000_000) as u32,
+            )
+        }
     }
     Ok(())
 }

@@ -123,7 +123,10 @@ pub fn fixed64s(r: &mut Reader<'_>, wire: u8, out: &mut Vec<u64>) -> Option<()> 
             if b.len() % 8 != 0 {
                 return None;
             }
-            out.extend(b.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])));
+            out.extend(
+                b.chunks_exact(8)
+                    .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
+            );
         }
         _ => return None,
     }

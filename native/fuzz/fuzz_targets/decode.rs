@@ -7,11 +7,19 @@ use bridge_native::decode::{decode, Options};
 use bridge_native::timefmt::Mode;
 use libfuzzer_sys::fuzz_target;
 
-const MODES: [Mode; 5] = [Mode::Rfc3339, Mode::EpochS, Mode::EpochMs, Mode::EpochUs, Mode::EpochNs];
+const MODES: [Mode; 5] = [
+    Mode::Rfc3339,
+    Mode::EpochS,
+    Mode::EpochMs,
+    Mode::EpochUs,
+    Mode::EpochNs,
+];
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the options; the rest is the request.
-    let Some((&pick, request)) = data.split_first() else { return };
+    let Some((&pick, request)) = data.split_first() else {
+        return;
+    };
     let o = Options {
         mode: MODES[(pick % 5) as usize],
         max_value: [4, 64, 1 << 20][(pick as usize / 5) % 3],
