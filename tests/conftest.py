@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from bridge.config import parse_config
+from bridge.dev.emulators.faulty import FaultyTarget
 from bridge.dev.emulators.http_sink import HttpSink
 from bridge.ingest.server import Bridge
 from bridge.proto import pb_grpc
@@ -91,3 +92,13 @@ def clickhouse():
         pytest.skip("clickhouse-server is not installed (apt-get install clickhouse-server)")
     with ch_server.ClickHouse() as ch:
         yield ch
+
+
+# A target that fails on purpose, request by request; a module with its own ``target`` fixture overrides it.
+@pytest.fixture
+async def target():
+    t = FaultyTarget()
+    await t.start()
+    yield t
+    t.release()
+    await t.stop()

@@ -23,15 +23,6 @@ from tests.grpc_helpers import details, error_info, status_of
 from tests.waiting import wait_until
 
 
-@pytest.fixture
-async def target():
-    t = FaultyTarget()
-    await t.start()
-    yield t
-    t.release()
-    await t.stop()
-
-
 def http_route(t, batch=None, **delivery) -> dict:
     return {"dialect": "http", "url": t.url + "/in", "batch": {"linger": "0s", **(batch or {})},
             "delivery": fast_delivery(**delivery)}

@@ -8,19 +8,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bridge.dev.emulators.faulty import FaultyTarget
 from bridge.proto import pb
 from tests.grpc_helpers import details, error_info, status_of
 from tests.waiting import wait_until
-
-
-@pytest.fixture
-async def target():
-    t = FaultyTarget()
-    await t.start()
-    yield t
-    t.release()
-    await t.stop()
 
 
 def _req(seq: int, n: int = 5, route: str = "r") -> pb.IngestRequest:

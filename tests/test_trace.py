@@ -8,7 +8,6 @@ import logging
 
 import pytest
 
-from bridge.dev.emulators.faulty import FaultyTarget
 from bridge.proto import pb
 
 A = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -19,15 +18,6 @@ def _req(seq: int, ids: range) -> pb.IngestRequest:
     req = pb.IngestRequest(route="r", sequence=seq)
     req.json.objects.extend(b'{"id":%d}' % i for i in ids)
     return req
-
-
-@pytest.fixture
-async def target():
-    t = FaultyTarget()
-    await t.start()
-    yield t
-    t.release()
-    await t.stop()
 
 
 async def test_the_callers_traceparent_is_on_the_request_and_in_the_log(target, bridge_factory, channel_factory,
