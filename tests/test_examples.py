@@ -49,56 +49,74 @@ async def test_python_example(bridge, sink):
     assert sorted(sink.rows, key=lambda r: r["id"]) == expected("python", 500)
 
 
-async def test_node_example(sink, bridge_factory):
+async def test_node_example(node_example, sink, bridge_factory):
     columns = {"id": "int", "name": "string?", "score": "double", "even": "bool"}
     bridge = await bridge_factory({"r": {"dialect": "http", "url": sink.url + "/in", "batch": {"linger": "0s"},
                                          "columns": columns}})
-    node = shutil.which("node")
-    if node is None or not (EXAMPLES / "node" / "node_modules" / "@grpc" / "grpc-js").exists():
-        if os.environ.get("CI"):
-            pytest.fail("node or examples/node/node_modules is missing: scripts/test.sh installs them")
-        pytest.skip("node or its packages are missing (npm ci --prefix examples/node)")
-    rc, out = await run(node, str(EXAMPLES / "node" / "stream.js"), f"127.0.0.1:{bridge.port}", "r", "500")
+    rc, out = await run(*node_example, f"127.0.0.1:{bridge.port}", "r", "500")
     assert rc == 0, out
     assert "route r: id int, name string (nullable), score double, even bool" in out.splitlines()
     assert "ack sequence=1 accepted=250" in out and "done: 500 rows accepted" in out
     assert sorted(sink.rows, key=lambda r: r["id"]) == expected("node", 500)
 
 
-async def test_ruby_example(bridge, sink, tmp_path):
-    ruby, protoc = shutil.which("ruby"), shutil.which("grpc_tools_ruby_protoc")
-    if ruby is None or protoc is None:
-        if os.environ.get("CI"):
-            pytest.fail("ruby-grpc / ruby-grpc-tools are missing: scripts/test.sh installs them from Debian")
-        pytest.skip("ruby-grpc and ruby-grpc-tools are not installed")
-    protos = EXAMPLES.parent / "protos"
-    rc, out = await run(protoc, f"-I{protos}", f"--ruby_out={tmp_path}", f"--grpc_out={tmp_path}",
-                        "ingestbridge/v1/ingest.proto", "google/rpc/status.proto")
-    assert rc == 0, out
-    rc, out = await run(ruby, "-I", str(tmp_path), str(EXAMPLES / "ruby" / "stream.rb"), f"127.0.0.1:{bridge.port}",
-                        "r", "500")
+async def test_ruby_example(ruby_example, bridge, sink):
+    rc, out = await run(*ruby_example, f"127.0.0.1:{bridge.port}", "r", "500")
     assert rc == 0, out
     assert "done: 500 rows accepted" in out
     assert sorted(sink.rows, key=lambda r: r["id"]) == expected("ruby", 500)
 
 
 @pytest.mark.timeout(900)  # a cold module and build cache: downloads and compiles grpc-go
-async def test_go_example(bridge, sink, tmp_path):
-    go, protoc = shutil.which("go"), shutil.which("protoc")
-    if not (go and protoc):
-        if os.environ.get("CI"):
-            pytest.fail("go or protoc is missing: scripts/test.sh installs protoc (Go comes with the machine)")
-        pytest.skip("go or protoc is not installed")
-    # A Go module: its dependencies from the module cache (scripts/test.sh fills it), the build cache reused.
-    module = EXAMPLES / "go"
-    rc, out = await run(go, "generate", cwd=module, timeout=600)
-    assert rc == 0, out
-    rc, out = await run(go, "build", "-o", str(tmp_path / "ingest-client"), "./client", cwd=module, timeout=600)
-    assert rc == 0, out
-    rc, out = await run(str(tmp_path / "ingest-client"), f"127.0.0.1:{bridge.port}", "r", "500")
+async def test_go_example(go_example, bridge, sink):
+    rc, out = await run(*go_example, f"127.0.0.1:{bridge.port}", "r", "500")
     assert rc == 0, out
     assert "ack sequence=1 accepted=250" in out and "done: 500 rows accepted" in out
     assert sorted(sink.rows, key=lambda r: r["id"]) == expected("go", 500)
+
+
+def _missing(what: str, ci_hint: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} missing: {ci_hint}")
+    pytest.skip(f"{what} missing")
+
+
+def _built(cmd: list[str], cwd: Path | None = None) -> None:
+    done = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=840)
+    assert done.returncode == 0, done.stdout
+
+
+# Each example as a command line to which a test adds TARGET ROUTE ROWS; built once per test module.
+@pytest.fixture(scope="module")
+def node_example() -> list[str]:
+    node = shutil.which("node")
+    if node is None or not (EXAMPLES / "node" / "node_modules" / "@grpc" / "grpc-js").exists():
+        _missing("node or examples/node/node_modules is", "scripts/test.sh runs npm ci --prefix examples/node")
+    return [node, str(EXAMPLES / "node" / "stream.js")]
+
+
+@pytest.fixture(scope="module")
+def ruby_example(tmp_path_factory) -> list[str]:
+    ruby, protoc = shutil.which("ruby"), shutil.which("grpc_tools_ruby_protoc")
+    if ruby is None or protoc is None:
+        _missing("ruby-grpc / ruby-grpc-tools are", "scripts/test.sh installs them from Debian")
+    out = tmp_path_factory.mktemp("ruby")
+    _built([protoc, f"-I{EXAMPLES.parent / 'protos'}", f"--ruby_out={out}", f"--grpc_out={out}",
+            "ingestbridge/v1/ingest.proto", "google/rpc/status.proto"])
+    return [ruby, "-I", str(out), str(EXAMPLES / "ruby" / "stream.rb")]
+
+
+@pytest.fixture(scope="module")
+def go_example(tmp_path_factory) -> list[str]:
+    go, protoc = shutil.which("go"), shutil.which("protoc")
+    if not (go and protoc):
+        _missing("go or protoc is", "scripts/test.sh installs protoc (Go comes with the machine)")
+    # A Go module: its dependencies from the module cache (scripts/test.sh fills it), the build cache reused.
+    module = EXAMPLES / "go"
+    binary = tmp_path_factory.mktemp("go") / "ingest-client"
+    _built([go, "generate"], cwd=module)
+    _built([go, "build", "-o", str(binary), "./client"], cwd=module)
+    return [str(binary)]
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +200,18 @@ async def resends_after_unavailable(cmd: list[str], prefix: str, rows: int = 500
 async def test_java_example_resends_what_was_not_acknowledged_after_unavailable(java_example):
     target = await resends_after_unavailable(java_example, "java")
     assert not target.requests[0].rows and target.steps == []  # the 503 was answered, its rows not kept
+
+
+# The caller contract: after UNAVAILABLE (no bridge yet, then a target that answers 503) each example sends
+# again every batch not acknowledged, until each is (the Java one above too).
+async def test_node_example_resends_what_was_not_acknowledged(node_example):
+    await resends_after_unavailable(node_example, "node")
+
+
+async def test_ruby_example_resends_what_was_not_acknowledged(ruby_example):
+    await resends_after_unavailable(ruby_example, "ruby")
+
+
+@pytest.mark.timeout(900)  # a cold module and build cache: downloads and compiles grpc-go
+async def test_go_example_resends_what_was_not_acknowledged(go_example):
+    await resends_after_unavailable(go_example, "go")
