@@ -15,6 +15,7 @@ from bridge.model.errors import SpoolError
 from bridge.spool.wal import HEADER, MAGIC, Wal
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of
+from tests.waiting import wait_until
 
 
 # -- the log itself ----------------------------------------------------------------------------
@@ -134,14 +135,6 @@ async def faulty():
     await f.stop()
 
 
-async def wait_for(predicate, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.05)):  # bounded
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 async def test_callers_are_acknowledged_through_an_outage_and_every_row_arrives(
         faulty, tmp_path, bridge_factory, channel_factory):
     faulty.script({"status": 503, "times": 20})  # the target is down for the first twenty requests
@@ -152,9 +145,9 @@ async def test_callers_are_acknowledged_through_an_outage_and_every_row_arrives(
                                                     for s in range(30)))]
     assert [(a.sequence, a.status.code, a.accepted) for a in acks] == [(s, 0, 10) for s in range(30)]
     assert all(a.upstream["spool_seq"] for a in acks)
-    await wait_for(lambda: len(faulty.rows) >= 300)
+    await wait_until(lambda: len(faulty.rows) >= 300)
     assert sorted(r["id"] for r in faulty.rows) == list(range(300))
-    await wait_for(lambda: b.routes["r"].spool.wal.undelivered == 0)
+    await wait_until(lambda: b.routes["r"].spool.wal.undelivered == 0)
 
 
 async def test_spooled_rows_survive_a_restart_with_the_target_away(tmp_path, bridge_factory, channel_factory,
@@ -165,9 +158,9 @@ async def test_spooled_rows_survive_a_restart_with_the_target_away(tmp_path, bri
     assert ack.accepted == 25 and ack.status.code == 0
     await b.stop(grace=0.5)
     b2 = await bridge_factory({"r": spooled(faulty.url + "/in", tmp_path)})
-    await wait_for(lambda: len(faulty.rows) == 25)
+    await wait_until(lambda: len(faulty.rows) == 25)
     assert sorted(r["id"] for r in faulty.rows) == list(range(25))
-    await wait_for(lambda: b2.routes["r"].spool.wal.undelivered == 0)
+    await wait_until(lambda: b2.routes["r"].spool.wal.undelivered == 0)
 
 
 async def test_refused_for_good_goes_to_the_dead_letter_file_with_its_status(faulty, tmp_path, bridge_factory,
@@ -178,7 +171,7 @@ async def test_refused_for_good_goes_to_the_dead_letter_file_with_its_status(fau
     assert (await stub.IngestBatch(sample.json_request("r", 0, range(3)))).accepted == 3
     assert (await stub.IngestBatch(sample.json_request("r", 1, range(3, 5)))).accepted == 2
     route = b.routes["r"]
-    await wait_for(lambda: route.spool.wal.undelivered == 0)
+    await wait_until(lambda: route.spool.wal.undelivered == 0)
     lines = [orjson.loads(x) for x in (tmp_path / "r" / "dead-letter.ndjson").read_bytes().splitlines()]
     assert len(lines) == 1 and lines[0]["spool_seq"] == 1
     assert lines[0]["status"]["code"] == "INVALID_ARGUMENT" and lines[0]["status"]["http_status"] == 400
@@ -212,7 +205,7 @@ async def test_unary_ingest_in_spool_mode_acks_fast_and_counts(faulty, tmp_path,
                                                     for s in range(4)]), timeout=5)
     assert (summary.batches, summary.accepted) == (4, 20), "acknowledged while the target holds the request"
     faulty.release()
-    await wait_for(lambda: len(faulty.rows) == 20)
+    await wait_until(lambda: len(faulty.rows) == 20)
 
 
 def test_spool_mode_does_not_take_several_workers(tmp_path, capsys):
@@ -235,7 +228,7 @@ async def test_dead_lettered_rows_can_be_sent_again_once_the_target_takes_them(f
     b = await bridge_factory({"r": spooled(faulty.url + "/in", tmp_path)})
     assert (await channel_factory(b).IngestBatch(sample.json_request("r", 0, range(4)))).accepted == 4
     route = b.routes["r"]
-    await wait_for(lambda: route.spool.wal.undelivered == 0)
+    await wait_until(lambda: route.spool.wal.undelivered == 0)
     dead = tmp_path / "r" / "dead-letter.ndjson"
     # The schema is fixed: the operator sends the dead letters again, to a route that takes them.
     b2 = await bridge_factory({"fixed": {"dialect": "http", "url": sink.url + "/in", "batch": {"linger": "0s"}}})

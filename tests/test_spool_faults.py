@@ -24,6 +24,7 @@ from bridge.spool.fileio import FileIO
 from bridge.spool.wal import HEADER, MAGIC, CorruptRecord, SpoolWriteError, Wal
 from tests.conftest import fast_delivery
 from tests.grpc_helpers import details, error_info, status_of
+from tests.waiting import wait_until
 
 
 class FaultyIO(FileIO):
@@ -169,14 +170,6 @@ def spooled(url: str, directory, **spool) -> dict:
             "delivery": fast_delivery(max_elapsed="300ms"), "spool": {"dir": str(directory), **spool}}
 
 
-async def wait_for(predicate, seconds: float = 20.0) -> None:
-    for _ in range(int(seconds / 0.05)):  # bounded
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def metric(bridge, name: str, **labels: str) -> float:
     value = bridge.metrics.registry.get_sample_value(name, labels)
     return value or 0.0
@@ -194,14 +187,14 @@ async def test_a_damaged_record_is_listed_in_the_dead_letter_file_counted_and_th
         for s in range(3):
             assert (await stub.IngestBatch(sample.json_request("r", s, range(s * 10, s * 10 + 10)))).accepted == 10
         # Tried once and put back: all three wait in the log, to be read from disk again.
-        await wait_for(lambda: len(route.spool.wal.pending) == 3 and sink.requests)
+        await wait_until(lambda: len(route.spool.wal.pending) == 3 and sink.requests, 20)
         seg = next((tmp_path / "r").glob("seg-*.wal"))
         data = bytearray(seg.read_bytes())
         second = len(MAGIC) + HEADER.size + HEADER.unpack_from(data, len(MAGIC))[0]
         data[second + HEADER.size + 5] ^= 0x20
         seg.write_bytes(bytes(data))
         sink.status = 200
-        await wait_for(lambda: route.spool.wal.undelivered == 0)
+        await wait_until(lambda: route.spool.wal.undelivered == 0, 20)
         assert sorted(r["id"] for r in sink.rows) == list(range(10)) + list(range(20, 30))
         lines = [orjson.loads(x) for x in (tmp_path / "r" / "dead-letter.ndjson").read_bytes().splitlines()]
         assert len(lines) == 1
@@ -248,7 +241,7 @@ async def test_a_dead_letter_file_that_cannot_be_written_keeps_the_record_in_the
         route.spool.pause = 0.05
         io = route.spool.dead.io = FaultyIO(short=3)  # the disk is full for the first three tries
         assert (await channel_factory(b).IngestBatch(sample.json_request("r", 0, range(5)))).accepted == 5
-        await wait_for(lambda: route.spool.wal.undelivered == 0)
+        await wait_until(lambda: route.spool.wal.undelivered == 0, 20)
         assert io.short == 0
         lines = (tmp_path / "r" / "dead-letter.ndjson").read_bytes().splitlines()
         assert [[r["row"]["id"] for r in orjson.loads(x)["rows"]] for x in lines] == [[0, 1, 2, 3, 4]]
@@ -264,7 +257,7 @@ async def test_a_cursor_that_cannot_be_written_is_counted_and_costs_nothing_else
     stub = channel_factory(b)
     for s in range(3):
         assert (await stub.IngestBatch(sample.json_request("r", s, range(s * 5, s * 5 + 5)))).accepted == 5
-    await wait_for(lambda: len(sink.rows) == 15 and b.routes["r"].spool.wal.undelivered == 0)
+    await wait_until(lambda: len(sink.rows) == 15 and b.routes["r"].spool.wal.undelivered == 0, 20)
     await b.stop(grace=0.5)  # the cursor is written at close too: no crash
     assert metric(b, "ingest_bridge_spool_errors_total", route="r", op="cursor", error="EISDIR") >= 1
     assert not (tmp_path / "r" / "cursor").exists()
@@ -364,13 +357,13 @@ async def test_a_disk_filling_under_load_loses_no_acknowledged_row(small_disk, b
         assert metric(b, "ingest_bridge_spool_errors_total", route="r", op="write", error="ENOSPC") >= 1
 
         sink.status = 200  # the target is back
-        await wait_for(lambda: set(acked) <= {r["id"] for r in sink.rows}, 60)
-        await wait_for(lambda: route.spool.wal.undelivered == 0)
+        await wait_until(lambda: set(acked) <= {r["id"] for r in sink.rows}, 60)
+        await wait_until(lambda: route.spool.wal.undelivered == 0, 20)
         assert all(r == {"id": r["id"], "pad": pad} for r in sink.rows), "every row intact"
         assert not (small_disk / "r" / "dead-letter.ndjson").exists(), "nothing acknowledged was set aside"
         assert {r["id"] for r in sink.rows} == set(acked), "a refused request left nothing in the log"
 
-        await wait_for(lambda: not route.full)  # delivered segments freed the disk: the route recovers by itself
+        await wait_until(lambda: not route.full, 20)  # delivered segments freed the disk: the route recovers by itself
         ack = await stub.IngestBatch(sample.json_request("r", 10**6, range(10**6, 10**6 + 5)))
         assert ack.accepted == 5 and route.spool.problem is None
     finally:
@@ -395,8 +388,8 @@ async def test_a_bridge_restarted_on_a_full_disk_delivers_its_spool_and_takes_ro
     b = await bridge_factory({"r": spooled(sink.url + "/in", small_disk, segment_bytes="1MiB")})
     route = b.routes["r"]
     assert route.spool.problem.startswith("SPOOL_FULL"), "it opened to deliver, and says the disk is full"
-    await wait_for(lambda: route.spool.wal.undelivered == 0, 60)
+    await wait_until(lambda: route.spool.wal.undelivered == 0, 60)
     assert sorted(r["id"] for r in sink.rows) == ids
-    await wait_for(lambda: not route.full)
+    await wait_until(lambda: not route.full, 20)
     ack = await channel_factory(b).IngestBatch(sample.json_request("r", 0, range(-5, 0)))
     assert ack.accepted == 5
