@@ -6,13 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: ClickHouse (a real database for the tests), Ruby's gRPC, protoc (the Go example's stubs),
+# Debian packages: ClickHouse (a real database for the tests), Ruby's gRPC, protoc and the well-known types'
+# .proto files (the Go and Ruby examples' stubs),
 # Maven, a JDK and protoc-gen-grpc-java (the Java example's service stubs: Maven Central serves no executable
 # of it here). Go itself (>= 1.26, for the Go example's module) comes with the machine.
 need=""
 command -v clickhouse-server >/dev/null 2>&1 || need="$need clickhouse-server clickhouse-client"
 command -v grpc_tools_ruby_protoc >/dev/null 2>&1 || need="$need ruby-grpc ruby-grpc-tools"
 command -v protoc >/dev/null 2>&1 || need="$need protobuf-compiler"
+# The well-known types (google/protobuf/struct.proto, ...) that protos/ imports: protoc alone does not ship them.
+[ -e /usr/include/google/protobuf/struct.proto ] || need="$need libprotobuf-dev"
 command -v mvn >/dev/null 2>&1 || need="$need maven"
 command -v javac >/dev/null 2>&1 || need="$need default-jdk-headless"
 command -v grpc_java_plugin >/dev/null 2>&1 || need="$need protobuf-compiler-grpc-java-plugin"
