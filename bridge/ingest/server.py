@@ -281,7 +281,7 @@ class Bridge:
                        **({"serving": r.schema_problem is None, "schema_error": r.schema_problem,
                            "columns": len(r.columns)} if r.discovery is not None else {}),
                        **({"spool_bytes": r.spool.disk_bytes, "spool_records": r.spool.wal.undelivered,
-                           "dead_letter_rows": r.spool.dead.rows, "spool_error": r.spool.problem}
+                           "dead_letter_rows": r.spool.dead_rows, "spool_error": r.spool.problem}
                           if r.spool is not None else {})}
                 for name, r in sorted(self.routes.items())
             },

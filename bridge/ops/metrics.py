@@ -45,6 +45,14 @@ class Metrics:
                                     registry=r)
         self.dead_letter_rows = Gauge(p + "dead_letter_rows", "Rows moved to the dead-letter file since start",
                                       ["route"], registry=r)
+        # A spooled route with several targets: one cursor and one dead-letter file per target.
+        self.spool_cursor_lag = Gauge(p + "spool_cursor_lag_records", "Spool records a target has yet to deliver",
+                                      ["route", "target"], registry=r)
+        self.spool_dead_letter_rows = Gauge(p + "spool_dead_letter_rows", "Rows moved to a target's dead-letter "
+                                            "file since start", ["route", "target"], registry=r)
+        self.spool_skipped_records = Counter(p + "spool_skipped_records", "Spool records an optional target "
+                                             "skipped so that the full log could take callers' rows",
+                                             ["route", "target"], registry=r)
 
         self.config_reloads = Counter(p + "config_reloads", "Configuration reloads, by result (ok, error)",
                                       ["result"], registry=r)

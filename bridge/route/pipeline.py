@@ -27,6 +27,7 @@ from bridge.model.outcome import Outcome
 from bridge.model.rows import Op, RowError, Rows
 from bridge.model.tickets import SHUTTING_DOWN, Part, Ticket
 from bridge.ops.metrics import Metrics
+from bridge.proto import pb
 from bridge.route.batcher import Batcher
 from bridge.route.budget import ByteBudget
 from bridge.route.discover import Discovery
@@ -36,6 +37,7 @@ from bridge.send.load import Load
 from bridge.send.retry import RetryPolicy
 from bridge.send.sender import Result, Sender, trace_field
 from bridge.send.transport import Transport
+from bridge.spool.records import leave_out
 from bridge.spool.spool import Spool
 from bridge.transcode import Plan, transcoder
 
@@ -104,7 +106,7 @@ class RoutePipeline:
                 spool = self.spool
                 metrics.spool_bytes.labels(self.name).set_function(lambda: spool.disk_bytes)
                 metrics.spool_limit.labels(self.name).set(cfg.spool.max_bytes)
-                metrics.dead_letter_rows.labels(self.name).set_function(lambda: spool.dead.rows)
+                metrics.dead_letter_rows.labels(self.name).set_function(lambda: spool.dead_rows)
 
     def apply_limits(self, limits: LimitsConfig | None) -> None:
         """(Re)build the transcoder with the bridge's limits; a reload applies new limits so, to new requests."""
@@ -187,6 +189,12 @@ class RoutePipeline:
                 row_errors=errors,
             )
         return rows, errors
+
+    def rows_of(self, request: bytes, skip: list[int]) -> tuple[Rows, list[RowError]]:
+        """A neutral spool record (a caller's request, as written by a route with several targets) as this
+        route's rows, without the caller indices in ``skip`` (the spool's ``Downstream``)."""
+        rows, errors = self.prepare(pb.IngestRequest.FromString(request), len(request), request)
+        return leave_out(rows, errors, skip)
 
     @staticmethod
     def charge(request: Any, wire_bytes: int) -> int:

@@ -16,17 +16,19 @@ from typing import Any
 import orjson
 
 from bridge.model.outcome import Outcome
-from bridge.model.rows import Rows
+from bridge.model.rows import RowError, Rows
 from bridge.spool.fileio import FileIO, write_all
 from bridge.spool.records import as_objects
+from bridge.transcode.values import b64
 
 _SCAN = 64 << 10
 
 
 class DeadLetter:
-    def __init__(self, path: Path, io: FileIO | None = None) -> None:
+    def __init__(self, path: Path, io: FileIO | None = None, target: str | None = None) -> None:
         self.path = path
         self.io = io or FileIO()
+        self.target = target  # a route with several targets has a file per target; each line names it
         self.rows = 0
         self.records_lost = 0  # records found damaged in the log: never delivered, listed here
 
@@ -46,6 +48,19 @@ class DeadLetter:
         })
         self.rows += len(rows)
 
+    def write_rejected(self, route: str, seq: int, errors: list[RowError], request: bytes) -> None:
+        """Rows of a neutral record that this target's transcoder refuses: by the caller's row index, with the
+        caller's request whole (base64), since the rows were never made into this target's form."""
+        self._append({
+            "time": _now(), "route": route, "spool_seq": seq,
+            "status": {"code": "INVALID_ARGUMENT", "reason": "ROWS_REJECTED_BY_TARGET", "http_status": None,
+                       "upstream_code": None,
+                       "message": f"{len(errors)} row(s) of the request do not fit this target"},
+            "rows": [], "rejected": [{"index": e.index, "column": e.column, "error": e.reason} for e in errors],
+            "request_base64": b64(request),
+        })
+        self.rows += len(errors)
+
     def write_lost(self, route: str, seq: int, segment: str, offset: int, problem: str) -> None:
         """Record ``seq`` was damaged on disk: its rows cannot be read, so the line says where and what."""
         self._append({
@@ -58,6 +73,8 @@ class DeadLetter:
         self.records_lost += 1
 
     def _append(self, entry: dict[str, Any]) -> None:
+        if self.target is not None:
+            entry = {**entry, "target": self.target}
         line = orjson.dumps(entry) + b"\n"
         io = self.io
         fd = io.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)

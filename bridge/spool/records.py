@@ -1,12 +1,44 @@
-"""Rows to spool records and back: a record is one caller request's accepted rows, in the form encoders take."""
+"""Spool records and back: a record is one caller request, as rows or in its neutral form.
+
+Kinds (the payload's first byte): ``T`` table rows and ``J`` JSON rows — a
+request's accepted rows, transcoded for the route's one target, in the form
+encoders take; ``N`` neutral — the caller's ``IngestRequest`` wire bytes and the
+caller's row indices rejected at accept, for a route with several targets
+(each target transcodes it with its own plan when it delivers it). Every kind
+ever written is read.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+
 import orjson
 
-from bridge.model.rows import Rows
+from bridge.model.rows import RowError, Rows
 
-_TABLE, _JSON = b"T", b"J"
+_TABLE, _JSON, _NEUTRAL = b"T", b"J", b"N"
+
+
+@dataclass(frozen=True, slots=True)
+class Neutral:
+    """A caller's request as it came: each target makes its own rows of it (``Downstream.rows_of``)."""
+
+    request: bytes  # the IngestRequest's wire bytes
+    skip: list[int]  # caller row indices rejected when it was accepted: delivered to no target
+
+
+def dump_neutral(request: bytes, skip: Collection[int] = ()) -> bytes:
+    return _NEUTRAL + orjson.dumps(sorted(skip)) + b"\n" + request
+
+
+def leave_out(rows: Rows, errors: list[RowError], skip: Collection[int]) -> tuple[Rows, list[RowError]]:
+    """``rows`` and ``errors`` without the caller indices in ``skip`` (for a downstream's ``rows_of``)."""
+    if not skip:
+        return rows, errors
+    gone = set(skip)
+    keep = [p for p in range(len(rows)) if rows.caller_index(p) not in gone]
+    return (rows if len(keep) == len(rows) else rows.select(keep)), [e for e in errors if e.index not in gone]
 
 
 def dump(rows: Rows) -> bytes:
@@ -16,8 +48,11 @@ def dump(rows: Rows) -> bytes:
     return _TABLE + orjson.dumps({"c": rows.columns, "d": rows.data, "o": rows.ops})
 
 
-def load(payload: bytes) -> Rows:
+def load(payload: bytes) -> Rows | Neutral:
     kind, body = payload[:1], payload[1:]
+    if kind == _NEUTRAL:
+        head, _, request = body.partition(b"\n")
+        return Neutral(request, orjson.loads(head))
     if kind == _JSON:
         head, _, lines = body.partition(b"\n")
         return Rows(None, lines.split(b"\n") if lines else [], orjson.loads(head))

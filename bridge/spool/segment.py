@@ -70,6 +70,7 @@ class Recovery:
     records: int = 0  # records still to deliver
     segments: int = 0
     truncated: list[str] = field(default_factory=list)  # one line per torn or corrupt place
+    cursors: list[str] = field(default_factory=list)  # one line per cursor added, dropped or inherited
     disk_full: str | None = None  # the disk was full at start (opened anyway: there are records to deliver)
 
 

@@ -1,12 +1,29 @@
 """Spool mode for one route: acknowledge rows once they are fsynced to the log, deliver them from the log.
 
-Receive side: ``accept`` appends a request's accepted rows as one record and
-answers the caller when the record is on disk. Delivery side: a pump reads
-records in order and hands them to the route's batcher under the route's
-byte budget, as internal tickets. A record that the target takes leaves the
-log; one it refuses for good (or rows it refuses one by one) go to the
-dead-letter file with the status; one that fails for a while (the target is
-down) goes back to the log's queue and is tried again after a pause.
+Receive side: ``accept`` appends a request as one record and answers the
+caller when the record is on disk. Delivery side: one ``Pump`` per target
+(``pump.py``) reads that target's cursor's records in order and hands them to
+the target's ``Downstream`` under its byte budget, as internal tickets.
+
+The API (a single-target route uses it with no ``targets``: today's layout)::
+
+    Spool(route, cfg, metrics=None, io=None, targets=(), optional=())
+    spool.open() -> Recovery            # before start; SpoolError when the directory cannot be used
+    await spool.accept(ticket, rows)    # record = the rows, transcoded for the route's one target
+    await spool.accept(ticket, rows, request=wire_bytes, skip=None)
+                                        # record = the neutral form: the caller's IngestRequest bytes and
+                                        # the caller indices rejected at accept (default: ticket.errors)
+    spool.start(downstream)             # one target; or {"a": downstream_a, "b": downstream_b}
+    await spool.stop_pump(); await spool.close()
+
+With ``targets=("a", "b")`` the route's one log is under ``<dir>/<route>/``
+with one cursor per target (``cursor.a``, ``cursor.b``) and one dead-letter
+file per target (``dead-letter.a.ndjson``, ...); a segment goes once every
+cursor passed it. A target in ``optional`` never keeps the log full: when the
+log would refuse a caller while an optional cursor is the one holding the
+oldest segment, that cursor skips ahead to the oldest required cursor; the
+records it skipped are logged and counted
+(``ingest_bridge_spool_skipped_records_total{route,target}``).
 
 A write that fails (a full disk) refuses the request with UNAVAILABLE and
 RetryInfo and nothing of it stays in the log; the route reports NOT_SERVING
@@ -17,15 +34,13 @@ counts in ``ingest_bridge_spool_errors_total``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from bridge.model.config import SpoolConfig
 from bridge.model.errors import BatchRejected, SpoolError
@@ -34,38 +49,37 @@ from bridge.model.tickets import Ticket
 from bridge.spool import records
 from bridge.spool.deadletter import DeadLetter
 from bridge.spool.fileio import FileIO
-from bridge.spool.wal import MIN_FREE, CorruptRecord, Recovery, SpoolWriteError, Wal
-from bridge.transcode.values import b64
+from bridge.spool.pump import Downstream, Pump
+from bridge.spool.wal import MIN_FREE, Recovery, SpoolWriteError, Wal
 
 if TYPE_CHECKING:
     from bridge.ops.metrics import Metrics
 
 log = logging.getLogger("bridge.spool")
 
+__all__ = ["Downstream", "Spool", "dead_letter_file"]
 
-class Downstream(Protocol):
-    """Where the spool's pump hands records for delivery: the route's batch stage (``RoutePipeline``)."""
-
-    async def reserve(self, nbytes: int) -> None: ...
-
-    async def enqueue_rows(self, ticket: Ticket, rows: Rows, nbytes: int, wire_bytes: int = 0) -> None: ...
-
-
-# Outcomes worth trying again later: the target is away or busy (or answers 500), or the bridge stopped.
-_LATER = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"})
 HOLD = 1.0  # seconds a route reports NOT_SERVING after a failed write, at least
 LOG_EVERY = 5.0  # seconds between log lines about the same failing operation
 
 
+def dead_letter_file(target: str = "") -> str:
+    return "dead-letter.ndjson" if not target else f"dead-letter.{target}.ndjson"
+
+
 class Spool:
-    def __init__(self, route: str, cfg: SpoolConfig, metrics: Metrics | None = None, io: FileIO | None = None) -> None:
+    def __init__(self, route: str, cfg: SpoolConfig, metrics: Metrics | None = None, io: FileIO | None = None,
+                 targets: Sequence[str] = (), optional: Collection[str] = ()) -> None:
         self.route = route
         self.cfg = cfg
         self.metrics = metrics
+        self.targets = tuple(targets)
+        if set(optional) - set(self.targets):
+            raise ValueError(f"optional targets {sorted(set(optional) - set(self.targets))} are not targets")
         directory = Path(cfg.dir) / route
-        self.wal = Wal(directory, cfg.segment_bytes, cfg.fsync_interval, io)
-        self.wal.on_error = self._io_error
-        self.dead = DeadLetter(directory / "dead-letter.ndjson", io)
+        self.wal = Wal(directory, cfg.segment_bytes, cfg.fsync_interval, io, self.targets, optional)
+        self.wal.on_error = self.io_error
+        self.dead_letters = {n: DeadLetter(directory / dead_letter_file(n), io, n or None) for n in self.wal.cursors}
         self.errors: dict[tuple[str, str], int] = {}  # (op, error) -> count, as in the metric
         self.problem: str | None = None  # why the last append failed, until the spool takes rows again
         self._problem_full = False
@@ -73,9 +87,27 @@ class Spool:
         self._need = 0  # bytes the last refused append needed on disk
         self._logged: dict[str, float] = {}
         self.pause = 1.0  # seconds before records that failed for a while are tried again
-        self._pump: asyncio.Task | None = None
-        self._resume_at = 0.0
+        self.pumps: dict[str, Pump] = {}
         self._refused = 0  # the size of the last request that did not fit (0: the last one did)
+        if metrics is not None and self.targets:
+            for name, c in self.wal.cursors.items():
+                metrics.spool_cursor_lag.labels(route, name).set_function(lambda c=c: c.undelivered)
+                metrics.spool_dead_letter_rows.labels(route, name).set_function(
+                    lambda d=self.dead_letters[name]: d.rows)
+                if c.optional:
+                    metrics.spool_skipped_records.labels(route, name)
+
+    @property
+    def dead(self) -> DeadLetter:
+        """The dead-letter file of a single-target route (several targets: ``dead_letters[name]``)."""
+        if self.targets:
+            raise ValueError(f"route {self.route!r} has a dead-letter file per target: dead_letters[name]")
+        return self.dead_letters[""]
+
+    @property
+    def dead_rows(self) -> int:
+        """Rows moved to the dead-letter files since start, every target's."""
+        return sum(d.rows for d in self.dead_letters.values())
 
     def open(self) -> Recovery:
         try:
@@ -88,6 +120,8 @@ class Spool:
             self._refuse(f"SPOOL_FULL: {report.disk_full}", True, 0)
         for line in report.truncated:
             log.warning("route=%s spool: %s", self.route, line)
+        for line in report.cursors:
+            log.warning("route=%s spool: %s", self.route, line)
         if report.records:
             log.info("route=%s spool: %d record(s) to deliver from %d segment(s)", self.route, report.records,
                      report.segments)
@@ -96,7 +130,8 @@ class Spool:
     @property
     def full(self) -> bool:
         """The last request refused would still not fit, or the disk under the spool refuses writes."""
-        if self.wal.disk_bytes + self._refused >= self.cfg.max_bytes:
+        if self.wal.disk_bytes + self._refused >= self.cfg.max_bytes and not (
+                self._make_room() and self.wal.disk_bytes + self._refused < self.cfg.max_bytes):
             return True
         if self.problem is None:
             return False
@@ -125,11 +160,45 @@ class Spool:
     def disk_bytes(self) -> int:
         return self.wal.disk_bytes
 
+    def _make_room(self) -> bool:
+        """Move the optional cursors that hold the oldest segment up to the oldest required cursor (or, with
+        none required, to the log's end); True if a segment can go because of it."""
+        cursors = self.wal.cursors.values()
+        if not any(c.optional for c in cursors) or len(self.wal.segments) < 2:
+            return False
+        required = [c.position for c in cursors if not c.optional]
+        to = min(required) if required else self.wal.next_seq - 1
+        if self.wal.segments[0].last > to:
+            return False  # the required cursors hold the oldest segment themselves: skipping frees nothing
+        moved = False
+        for c in cursors:
+            if c.optional and c.position < to:
+                before = c.position
+                n = c.skip_to(to)
+                moved = True
+                if self.metrics is not None:
+                    self.metrics.spool_skipped_records.labels(self.route, c.name).inc(n)
+                log.warning("route=%s target=%s spool: the log is full and this optional target is behind: it "
+                            "skips records %d..%d (%d never handed to it), counted in "
+                            "ingest_bridge_spool_skipped_records_total", self.route, c.name, before + 1, to, n)
+        return moved
+
     # -- receive side ---------------------------------------------------------------------
-    async def accept(self, ticket: Ticket, rows: Rows) -> None:
-        """Spool ``rows`` and settle the caller's ticket: accepted once fsynced."""
-        payload = records.dump(rows)
-        if self.wal.disk_bytes + len(payload) > self.cfg.max_bytes:
+    async def accept(self, ticket: Ticket, rows: Rows, request: bytes | None = None,
+                     skip: Collection[int] | None = None) -> None:
+        """Spool a request and settle the caller's ticket: accepted once fsynced.
+
+        Without ``request`` the record holds ``rows``; with it (a route with several targets) the record holds
+        the neutral form: ``request``, the caller's IngestRequest wire bytes, and ``skip``, the caller's row
+        indices rejected at accept (default: those of ``ticket.errors``), which no target is sent.
+        """
+        if request is None:
+            payload = records.dump(rows)
+        else:
+            payload = records.dump_neutral(request, sorted({e.index for e in ticket.errors} if skip is None
+                                                           else set(skip)))
+        if self.wal.disk_bytes + len(payload) > self.cfg.max_bytes and not (
+                self._make_room() and self.wal.disk_bytes + len(payload) <= self.cfg.max_bytes):
             self._refused = len(payload)
             raise BatchRejected(
                 "UNAVAILABLE", "SPOOL_FULL",
@@ -138,11 +207,11 @@ class Spool:
                 retry_after=1.0,
             )
         try:
-            seq = await self.wal.append(payload)
+            seq = await self._append(payload)
         except SpoolWriteError as e:
             reason = "SPOOL_FULL" if e.full else "SPOOL_ERROR"
             if e.op != "fsync":  # fsync failures are counted once each, by the log
-                self._io_error(e.op, e)
+                self.io_error(e.op, e)
             self._refuse(f"{reason}: {e}", e.full, len(payload))
             raise BatchRejected("UNAVAILABLE", reason,
                                 f"route {self.route!r}: the spool cannot keep the rows ({e}); none of them was "
@@ -158,95 +227,41 @@ class Spool:
         ticket.upstream["spool_seq"] = str(seq)
         ticket.finish()
 
+    async def _append(self, payload: bytes) -> int:
+        try:
+            return await self.wal.append(payload)
+        except SpoolWriteError as e:
+            if not (e.full and self._make_room()):
+                raise
+            if e.op != "fsync":  # fsync failures are counted once each, by the log
+                self.io_error(e.op, e)
+        return await self.wal.append(payload)  # the segments an optional target held are gone: once more
+
     # -- delivery side ---------------------------------------------------------------------
-    def start(self, pipeline: Downstream) -> None:
-        self._pump = asyncio.create_task(self._run(pipeline), name=f"spool-{self.route}")
-
-    async def _run(self, pipeline: Downstream) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            wait = self._resume_at - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                seq, payload = await self.wal.next_record()
-            except CorruptRecord as e:
-                # Damaged on disk since it was written: never delivered, and its place is kept in the dead letters.
-                self._count("read", "corrupt")
-                log.error("route=%s spool: %s; not delivered, listed in the dead-letter file", self.route, e)
-                self._set_aside(e.seq, lambda e=e: self.dead.write_lost(self.route, e.seq, e.segment, e.offset,
-                                                                         e.problem))
-                continue
-            except OSError as e:  # the segment cannot be read now: the record stays queued
-                self._io_error("read", e)
-                self._resume_at = loop.time() + self.pause
-                continue
-            try:
-                rows = records.load(payload)
-            except ValueError as e:  # a checksummed record that does not load: a bug, never a silent drop
-                log.error("route=%s spool: record %d cannot be read (%s); moved to the dead-letter file",
-                          self.route, seq, e)
-                # Kept whole, as base64: the dead-letter file stays JSON and the bytes stay for whoever looks.
-                self._set_aside(seq, lambda seq=seq, e=e, payload=payload: self.dead.write(
-                    self.route, seq, Rows(("spool_record_base64",), [(b64(payload),)]), None,
-                    [f"unreadable record: {e}"]))
-                continue
-            nbytes = len(payload) * 2
-            await pipeline.reserve(nbytes)
-            ticket = Ticket(self.route, seq, len(rows), [], None, durable=True)
-            ticket.future.add_done_callback(lambda f, seq=seq, rows=rows: self._settled(seq, rows, f.result()))
-            await pipeline.enqueue_rows(ticket, rows, nbytes, len(payload))
-
-    def _set_aside(self, seq: int, write: Callable[[], None]) -> None:
-        """Write record ``seq``'s dead-letter line, then let it leave the log; if the line cannot be written
-        the record stays in the log and is tried again after a pause."""
-        try:
-            write()
-        except OSError as e:
-            self._dead_letter_failed(seq, e)
-            return
-        self.wal.done(seq)
-
-    def _settled(self, seq: int, rows: Rows, t: Ticket) -> None:
-        try:
-            if t.failure is not None and (t.failure.code in _LATER or t.failure.http_status == 500):
-                # The rows stay in the log: tried again after a pause, with what the target did take or refuse.
-                log.info("route=%s spool: record %d not delivered (%s %s); trying again in %gs", self.route, seq,
-                         t.failure.code, t.failure.reason, self.pause)
-                self._resume_at = asyncio.get_running_loop().time() + self.pause
-                self.wal.requeue(seq)
-                return
-            if t.failure is not None:
-                failed = sorted(set(t.failed_rows))
-                self.dead.write(self.route, seq, rows.select(failed) if failed else rows, t.failure)
-                log.warning("route=%s spool: record %d refused for good (%s %s): %d row(s) to the dead-letter file",
-                            self.route, seq, t.failure.code, t.failure.reason, len(failed) or len(rows))
-            if t.errors:
-                bad = sorted({e.index for e in t.errors})
-                reason = {e.index: e.reason for e in t.errors}
-                self.dead.write(self.route, seq, rows.select(bad), None, [reason[i] for i in bad])
-        except OSError as e:
-            self._dead_letter_failed(seq, e)
-            return
-        self.wal.done(seq)
-
-    def _dead_letter_failed(self, seq: int, e: OSError) -> None:
-        # Keep the record in the log rather than lose it; the pause keeps a full disk from a tight loop.
-        self._io_error("dead_letter", e, f"record {seq} stays in the log")
-        self._resume_at = asyncio.get_running_loop().time() + self.pause
-        self.wal.requeue(seq)
+    def start(self, downstream: Downstream | Mapping[str, Downstream]) -> None:
+        """Start a pump per target: ``downstream`` is the one target's, or a mapping of every target's."""
+        if isinstance(downstream, Mapping):
+            given = dict(downstream)
+        else:
+            given = {"": downstream} if not self.targets else dict.fromkeys(self.targets, downstream)
+        if set(given) != set(self.wal.cursors):
+            raise ValueError(f"route {self.route!r}: downstreams for {sorted(given)}, "
+                             f"targets {sorted(self.wal.cursors)}")
+        for name, c in self.wal.cursors.items():
+            self.pumps[name] = Pump(self, c, given[name], self.dead_letters[name])
+            self.pumps[name].start()
 
     # -- failures --------------------------------------------------------------------------
-    def _count(self, op: str, error: str) -> None:
+    def count(self, op: str, error: str) -> None:
         self.errors[(op, error)] = self.errors.get((op, error), 0) + 1
         if self.metrics is not None:
             self.metrics.spool_errors.labels(self.route, op, error).inc()
 
-    def _io_error(self, op: str, e: OSError | SpoolWriteError, then: str = "") -> None:
+    def io_error(self, op: str, e: OSError | SpoolWriteError, then: str = "") -> None:
         """Count a failed operation; log it, at most once per LOG_EVERY per operation (a full disk fails often)."""
         err = getattr(e, "errno", None)
         name = errno.errorcode.get(err, "EIO") if isinstance(err, int) else "EIO"
-        self._count(op, name)
+        self.count(op, name)
         now = time.monotonic()
         if now - self._logged.get(op, -LOG_EVERY) >= LOG_EVERY:
             self._logged[op] = now
@@ -254,12 +269,9 @@ class Spool:
                       op, getattr(e, "strerror", None) or e, f"; {then}" if then else "")
 
     async def stop_pump(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            # BatchRejected: the route began closing while the pump waited for room; the record stays in the log.
-            with contextlib.suppress(asyncio.CancelledError, BatchRejected):
-                await self._pump
-            self._pump = None
+        for pump in self.pumps.values():
+            await pump.stop()
+        self.pumps.clear()
 
     async def close(self) -> None:
         await self.stop_pump()

@@ -1,10 +1,22 @@
 """The write-ahead log under a spooled route: segment files of checksummed records, fsynced before any ack.
 
 Segments hold checksummed, numbered records (format in ``segment.py``). Records
-are numbered from 1; numbers left out by a failed fsync are skipped. ``cursor``
-holds the highest seq below which every record was delivered, so a restart
-resends little; it is a hint, written by rename: losing it costs duplicates,
-never rows.
+are numbered from 1; numbers left out by a failed fsync are skipped. Each
+target reads the log through its own ``Cursor`` (``cursor.py``): a
+single-target log has one, unnamed, saved in ``cursor``; a log opened with
+``cursors=("a", "b")`` has one per name, saved in ``cursor.a``, ``cursor.b``.
+A cursor file holds the highest seq below which every record was delivered to
+that target, so a restart resends little; it is a hint, written by rename:
+losing it costs duplicates, never rows. A segment is deleted once every
+cursor passed it, so ``disk_bytes`` is what the slowest target still needs.
+
+Cursors at open: a configured name with a file resumes there. A name without
+one is a target added to the route: it starts at the log's end (history is
+not replayed to it) and its file is written at once. If no configured name
+has a file (a new spool, or a route whose targets were all renamed or turned
+from one into several), every cursor starts where the slowest of the files
+left behind did (or at the start), so no acknowledged record is dropped. A
+file no configured name owns (a removed target's) is deleted and reported.
 
 At start every segment is read through: a torn or corrupt record (a kill or
 a power cut mid-write) ends its segment, which is truncated there and
@@ -19,18 +31,17 @@ log moves on to a fresh segment (see ARCHITECTURE.md, "The spool").
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import errno
 import fcntl
 import os
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from bridge.model.errors import SpoolError
-from bridge.spool.fileio import FileIO, fsync_dir, read_number, replace_text, write_all
+from bridge.spool.cursor import Cursor, start_positions
+from bridge.spool.fileio import FileIO, fsync_dir, replace_text, write_all
 from bridge.spool.segment import (
     HEADER,
     MAGIC,
@@ -40,21 +51,19 @@ from bridge.spool.segment import (
     Segment,
     SpoolWriteError,
     Unsynced,
-    check_record,
     crc,
     recover_segment,
 )
 
 MAX_RECORD = 1 << 31
-CURSOR_EVERY = 0.1  # seconds between cursor writes while records are being delivered
 MIN_FREE = 64 << 10  # at start, a disk with less free than this is full
 
-__all__ = ["HEADER", "MAGIC", "CorruptRecord", "Recovery", "SpoolWriteError", "Wal"]
+__all__ = ["HEADER", "MAGIC", "CorruptRecord", "Cursor", "Recovery", "SpoolWriteError", "Wal"]
 
 
 class Wal:
     def __init__(self, directory: str | Path, segment_bytes: int = 16 << 20, fsync_interval: float = 0.0,
-                 io: FileIO | None = None) -> None:
+                 io: FileIO | None = None, cursors: Sequence[str] = (), optional: Collection[str] = ()) -> None:
         self.dir = Path(directory)
         self.segment_bytes = segment_bytes
         self.fsync_interval = fsync_interval
@@ -62,20 +71,21 @@ class Wal:
         # Called with (operation, OSError) when a cursor write fails: the owner logs and counts it.
         self.on_error: Callable[[str, OSError], None] = lambda op, e: None
         self.segments: list[Segment] = []
-        self.pending: deque[Item] = deque()  # synced records to hand out
-        self.inflight: dict[int, Item] = {}  # handed out, not yet done
+        names = tuple(cursors) or ("",)
+        if len(set(names)) != len(names) or (len(names) > 1 and "" in names):
+            raise ValueError(f"cursor names must be distinct and named: {names}")
+        self.cursors: dict[str, Cursor] = {
+            n: Cursor(n, self.dir, self.io, optional=n in optional) for n in names}
+        for c in self.cursors.values():
+            c.on_move = self._drop_delivered_segments
+            c.on_error = lambda op, e: self.on_error(op, e)
         self.next_seq = 1
-        self.cursor = 0  # every seq <= cursor is delivered (or was never acknowledged)
-        self._done: set[int] = set()
         self._fd: int | None = None
         self._lock_fd: int | None = None
         self._unsynced: deque[Unsynced] = deque()  # written, waiting for an fsync
         self._wake = asyncio.Event()
         self._syncer: asyncio.Task | None = None
         self._rotate = False  # the active segment cannot be trusted for more appends
-        self._new_records = asyncio.Event()
-        self._cursor_saved = 0
-        self._cursor_time = 0.0
         self._retired: list[int] = []
         self.closed = False
 
@@ -101,24 +111,38 @@ class Wal:
             raise
 
     def _open_locked(self) -> Recovery:
-        self.cursor = self._read_cursor()
         report = Recovery()
+        start, added, orphans = start_positions(self.dir, list(self.cursors), report.cursors)
+        floor = min(start.values(), default=0)
+        found: list = []
         for path in sorted(self.dir.glob("seg-*.wal")):
-            seg = recover_segment(path, self.cursor, report, self.pending.append)
+            seg = recover_segment(path, floor, report, found.append)
             if seg is not None:
                 self.segments.append(seg)
         self.segments.sort(key=lambda s: s.first)
-        self.next_seq = max([s.last + 1 for s in self.segments if s.last] + [self.cursor + 1, 1])
-        self.pending = deque(sorted(self.pending, key=lambda r: r[0]))
-        # Records cut out of a middle segment are gone: the cursor must not wait for them forever.
-        present = {r[0] for r in self.pending}
-        lost = [seq for seq in range(self.cursor + 1, self.next_seq) if seq not in present]
+        self.next_seq = max([s.last + 1 for s in self.segments if s.last] + [p + 1 for p in start.values()] + [1])
+        for name in added:  # a target new to the route starts at the log's end
+            start[name] = self.next_seq - 1
+        found.sort(key=lambda r: r[0])
+        for name, c in self.cursors.items():
+            c.position = c._saved = start[name]
+            for item in found:
+                c.offer(item)
+        # Records cut out of a middle segment are gone: the cursors must not wait for them forever.
+        present = {r[0] for r in found}
+        lost = [seq for seq in range(floor + 1, self.next_seq) if seq not in present]
         if lost:
             report.truncated.append(f"{len(lost)} record(s) lost to the damage above (seq {lost[0]}..{lost[-1]})")
-            self._done.update(lost)
-            self._advance_cursor()
+            for c in self.cursors.values():
+                c.passed(lost)
+        if len(self.cursors) > 1:  # written now: a file present is how the next start knows the target
+            for c in self.cursors.values():
+                if not c.path.is_file():
+                    replace_text(c.path, str(c.position))
+        for f in orphans:
+            (self.dir / f).unlink(missing_ok=True)
         self._drop_delivered_segments()
-        report.records = len(self.pending)
+        report.records = self.undelivered
         report.segments = len(self.segments)
         # A full disk with records to deliver opens (delivering them frees it); an empty spool on a full disk
         # could never take a row, and any other write failure is a broken directory: both are errors.
@@ -126,7 +150,7 @@ class Wal:
             self._probe()
             self._open_active()
         except SpoolWriteError as e:
-            if not (e.full and self.pending):
+            if not (e.full and report.records):
                 raise SpoolError(f"spool directory {self.dir}: {e}") from None
             report.disk_full = str(e)
             self._rotate = True  # the first append that finds room starts a segment
@@ -151,9 +175,6 @@ class Wal:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-
-    def _read_cursor(self) -> int:
-        return read_number(self.dir / "cursor")
 
     def _open_active(self) -> None:
         active = self.segments[-1] if self.segments else None
@@ -257,11 +278,10 @@ class Wal:
                 continue
             seq, seg, offset, length = u.item
             seg.synced, seg.synced_last = offset + length, seq
-            self.pending.append(u.item)  # deliverable only now: never a record that might not be on disk
+            for c in self.cursors.values():
+                c.offer(u.item)  # deliverable only now: never a record that might not be on disk
             if not u.future.done():
                 u.future.set_result(seq)
-        if len(failed) < len(fds):
-            self._new_records.set()
         for fd, e in failed.items():
             self._fsync_failed(fd, e, [u for u in batch if u.fd == fd])
         self._close_retired()
@@ -275,15 +295,17 @@ class Wal:
         seg = batch[0].item[1]
         err = SpoolWriteError(f"cannot sync {seg.path}: {e.strerror or e}", e.errno, "fsync")
         for u in batch + later:
-            self._done.add(u.item[0])  # never acknowledged, never handed out: nothing to deliver
             if not u.future.done():
                 u.future.set_exception(err)
+        never = [u.item[0] for u in batch + later]  # never acknowledged, never handed out: nothing to deliver
+        for c in self.cursors.values():
+            c.passed(never)
         seg.size, seg.last = seg.synced, seg.synced_last
         with contextlib.suppress(OSError):
             self.io.ftruncate(fd, seg.synced)  # best effort: else a restart may deliver them (duplicates)
         if fd == self._fd:
             self._rotate = True
-        self._advance_cursor()
+        self._drop_delivered_segments()
         self.on_error("fsync", e)
 
     def _close_retired(self) -> None:
@@ -294,78 +316,57 @@ class Wal:
                 self.io.close(fd)
 
     # -- hand out and settle ------------------------------------------------------------------
-    async def next_record(self) -> tuple[int, bytes]:
-        """The next record to deliver, in order (waits for one), checked against its length and checksum.
+    @property
+    def cursor(self) -> int:
+        """Every seq at or below this is done for every cursor: the segments holding only such records go."""
+        return min(c.position for c in self.cursors.values())
 
-        CorruptRecord if its bytes on disk are not what was written (the record is then in flight: the
-        caller settles it with ``done``); OSError if the file cannot be read (``requeue`` it).
-        """
-        while not self.pending:
-            self._new_records.clear()
-            await self._new_records.wait()
-        seq, seg, offset, length = item = self.pending.popleft()
-        self.inflight[seq] = item
-        start = offset - HEADER.size
-        try:
-            fd = self.io.open(seg.path, os.O_RDONLY)
-            try:
-                data = self.io.pread(fd, HEADER.size + length, start)
-            finally:
-                self.io.close(fd)
-        except OSError:
-            self.requeue(seq)  # not read, not judged: it stays for another try
-            raise
-        problem = check_record(data, seq, length)
-        if problem is not None:
-            raise CorruptRecord(seq, seg.path.name, start, problem)
-        return seq, data[HEADER.size:]
+    @property
+    def only(self) -> Cursor:
+        """The cursor of a single-target log (the methods below are its shorthands)."""
+        if len(self.cursors) != 1:
+            raise ValueError("a log with several cursors is read through wal.cursors[name]")
+        return next(iter(self.cursors.values()))
+
+    @property
+    def pending(self) -> deque[Item]:
+        return self.only.pending
+
+    @property
+    def inflight(self) -> dict[int, Item]:
+        return self.only.inflight
+
+    async def next_record(self) -> tuple[int, bytes]:
+        return await self.only.next_record()
 
     def done(self, seq: int) -> None:
-        """Record ``seq`` needs no more delivery (the target took it, or it went to the dead-letter file)."""
-        self.inflight.pop(seq, None)
-        self._done.add(seq)
-        self._advance_cursor()
-        self._drop_delivered_segments()
-        if time.monotonic() - self._cursor_time >= CURSOR_EVERY:
-            self.save_cursor()  # a fresh cursor keeps what a restart sends again small
-
-    def _advance_cursor(self) -> None:
-        while self.cursor + 1 in self._done:
-            self.cursor += 1
-            self._done.discard(self.cursor)
+        self.only.done(seq)
 
     def requeue(self, seq: int) -> None:
-        """Record ``seq`` was not delivered (the target is away): hand it out again, before newer records."""
-        item = self.inflight.pop(seq, None)
-        if item is not None:
-            bisect.insort(self.pending, item, key=lambda r: r[0])
-            self._new_records.set()
+        self.only.requeue(seq)
 
     @property
     def undelivered(self) -> int:
-        return len(self.pending) + len(self.inflight)
+        """Records the slowest cursor has yet to deliver."""
+        return max(c.undelivered for c in self.cursors.values())
 
     def _drop_delivered_segments(self) -> None:
         removed = False
-        while len(self.segments) > 1 and self.segments[0].last <= self.cursor:  # never the active one
+        floor = self.cursor
+        while len(self.segments) > 1 and self.segments[0].last <= floor:  # never the active one
             seg = self.segments.pop(0)
             with contextlib.suppress(OSError):  # a file left behind holds only delivered records
                 seg.path.unlink()
             removed = True
-        if removed:
+        if removed and self._lock_fd is not None:
             self.save_cursor()
 
     def save_cursor(self) -> None:
-        """Write the cursor (a hint: if it cannot be written, a restart resends more, and nothing is lost)."""
-        if self.cursor == self._cursor_saved or self._lock_fd is None:
+        """Write every cursor that moved (hints: if one cannot be written, a restart resends more)."""
+        if self._lock_fd is None:
             return
-        self._cursor_time = time.monotonic()  # a failing disk is not tried again at every delivered record
-        try:
-            replace_text(self.dir / "cursor", str(self.cursor))
-        except OSError as e:
-            self.on_error("cursor", e)
-            return
-        self._cursor_saved = self.cursor
+        for c in self.cursors.values():
+            c.save()
 
     async def close(self) -> None:
         if self.closed:
