@@ -35,6 +35,10 @@ try:
     from bridge import _native
 except ImportError:  # not built (no cargo at install time): the Python transcoder runs
     _native = None
+# A build of an older native/ (an in-place build not redone) lacks what this module asks: the Python one runs.
+_ABI = 2
+if _native is not None and getattr(_native, "ABI", 1) < _ABI:
+    _native = None
 
 PURE_ENV = "INGEST_BRIDGE_PURE"
 # Deeper nesting stays with the Python transcoder: orjson refuses documents past about 250 levels.

@@ -117,6 +117,8 @@ fn peek(request: &Bound<'_, PyBytes>) -> Option<(String, u64, &'static str, u64)
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // What this build's Python side may ask of it (2: declared and RFC 3339 columns, reserved names).
+    m.add("ABI", 2)?;
     m.add_class::<Transcoder>()?;
     m.add_function(wrap_pyfunction!(peek, m)?)?;
     Ok(())
