@@ -12,7 +12,7 @@ IngestStream, several streams). In the same run, the references:
 * k6: a third-party gRPC load generator against the bridge (if `k6` is installed).
 
 Usage: python scripts/bench.py [--quick] [--runs N] [--workers 1,2] [--out BENCHMARKS.md]
-       [--transcoder native,python] [--scenarios rows,columns] [--throughput-only]
+       [--transcoder native,python] [--scenarios rows,columns] [--declared] [--throughput-only]
 Every load loop is bounded in rows and time; only 127.0.0.1 is used.
 """
 
@@ -327,7 +327,13 @@ class Result:
         return statistics.median(values) if values else float("nan")
 
 
-def bridge_config(path: Path, port: int, sink: str, desc: Path, linger: str = "5ms", extra: str = "") -> None:
+# The sample rows' columns as a route declares them (--declared: every row is validated).
+DECLARED_COLUMNS = ("{id: int, user: string, price: double, ok: bool, ts: timestamp, category: string, "
+                    "count: int, message: string}")
+
+
+def bridge_config(path: Path, port: int, sink: str, desc: Path, linger: str = "5ms", extra: str = "",
+                  columns: str = "") -> None:
     path.write_text(f"""
 listen: 127.0.0.1:{port}
 http: null
@@ -338,7 +344,7 @@ routes:
     batch: {{max_rows: 5000, max_bytes: 8MiB, linger: {linger}}}
     delivery: {{concurrency: 4}}
     options: {{descriptor_set: {desc}{extra}}}
-""")
+""" + (f"    columns: {columns}\n" if columns else ""))
 
 
 def start_sink() -> tuple[Proc, str]:
@@ -388,7 +394,7 @@ def run_throughput(args, sink: str, desc: Path, tmp: Path) -> dict[str, Result]:
         for workers in args.workers:
             port = free_port()
             cfg = tmp / f"bridge-{workers}.yaml"
-            bridge_config(cfg, port, sink, desc)
+            bridge_config(cfg, port, sink, desc, columns=DECLARED_COLUMNS if args.declared else "")
             proc = start_bridge(cfg, workers, t)
             try:
                 wait_port(port)
@@ -735,6 +741,8 @@ def main() -> int:
                    help="transcoders to measure, comma-separated: native,python (python: INGEST_BRIDGE_PURE=1); "
                         "default both where the native one is built")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="payload shapes to measure")
+    p.add_argument("--declared", action="store_true",
+                   help="the bench route declares the sample's columns (rows validated against them)")
     p.add_argument("--throughput-only", action="store_true",
                    help="bridge and floor throughput only: no references, latency or stall runs; writes no files")
     args = p.parse_args()

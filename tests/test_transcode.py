@@ -38,6 +38,10 @@ def pipelines() -> dict[str, RoutePipeline]:
         "declared": {"dialect": "http", "url": "http://127.0.0.1:9/a", "columns": {"id": "int"}},
         "timeplus": {"dialect": "timeplus", "url": "http://127.0.0.1:9", "target": "s",
                      "auth": {"api_key": "k" * 60}},
+        "timeplus_ndjson": {"dialect": "timeplus", "url": "http://127.0.0.1:9", "target": "s",
+                            "auth": {"api_key": "k" * 60}, "options": {"format": "ndjson", "timestamps": "epoch_ms"}},
+        "axiom_csv": {"dialect": "axiom", "url": "http://127.0.0.1:9", "target": "d", "auth": {"token": "xaat-1"},
+                      "options": {"format": "csv"}},
     }}
     cfg = parse_config(yaml.safe_dump(doc), env={})
     transport = Transport()
@@ -45,10 +49,12 @@ def pipelines() -> dict[str, RoutePipeline]:
 
 
 @pytest.mark.skipif(_native is None, reason="bridge._native is not built (no cargo at install time)")
-def test_routes_choose_native_only_for_rows_sent_as_they_are(monkeypatch) -> None:
+def test_routes_choose_native_only_where_object_rows_give_the_same_requests(monkeypatch) -> None:
+    """Table bodies (CSV, Timeplus compact) stay Python: JSON rows of requests with other columns would share one."""
     monkeypatch.delenv(transcode.PURE_ENV, raising=False)
     got = {name: p.transcoder.name == "native" for name, p in pipelines().items()}
-    assert got == {"ndjson": True, "array": True, "csv": False, "declared": False, "timeplus": False}
+    assert got == {"ndjson": True, "array": True, "csv": False, "declared": True, "timeplus": False,
+                   "timeplus_ndjson": True, "axiom_csv": False}
     monkeypatch.setenv(transcode.PURE_ENV, "1")
     assert not any(p.transcoder.name == "native" for p in pipelines().values())
 

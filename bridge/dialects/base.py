@@ -128,9 +128,15 @@ class Dialect:
         return False
 
     def sends_rows_as_objects(self) -> bool:
-        """Whether every body is the rows' JSON objects as they are (NDJSON, a JSON array) and nothing else reads
-        their values: then rows may reach ``build`` as JSON objects, whatever shape they came in."""
+        """Whether this route's requests are the same whether its rows come as JSON objects or as a table: every
+        body holds each row's object as it is (NDJSON, a JSON array, an envelope or wrapper around each), and
+        whatever reads their values (``check_rows``, ``classify``) reads both alike. Then rows may reach
+        ``build`` as JSON objects, whatever shape they came in (the native transcoder writes them so)."""
         return False
+
+    def reserved_columns(self) -> frozenset[str]:
+        """Column names ``check_rows`` refuses in a table-shaped batch, the whole batch (JSON rows: by row)."""
+        return frozenset()
 
     def rfc3339_columns(self) -> frozenset[str]:
         """Timestamp columns the target reads only as RFC 3339 strings, whatever the ``timestamps`` option."""

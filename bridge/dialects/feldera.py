@@ -166,6 +166,10 @@ class FelderaDialect(Dialect):
     def schema_columns(self, body: Any) -> tuple[ColumnSpec, ...]:
         return feldera_columns(body, self.route.target)
 
+    def sends_rows_as_objects(self) -> bool:
+        # JSON records wrap each row's object as written; CSV lines are a table in the declared column order.
+        return self.opts["format"] == "json"
+
     def supported_ops(self) -> frozenset[Op]:
         return OPS["raw"] if self.opts["format"] == "csv" else OPS[self.opts["update_format"]]
 

@@ -51,6 +51,9 @@ class ObsrvDialect(Dialect):
         if "bearer" in route.auth:
             self.headers.update(bearer(route.auth["bearer"]))
 
+    def sends_rows_as_objects(self) -> bool:
+        return True  # data holds each row's object; check_rows measures the same objects
+
     def rows_per_request(self) -> int | None:
         return None if self.opts["batch_mode"] else 1
 

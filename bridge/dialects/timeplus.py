@@ -119,6 +119,14 @@ class TimeplusDialect(Dialect):
     def supported_ops(self) -> frozenset[Op]:
         return frozenset({Op.INSERT, Op.DELETE}) if self.opts["changelog"] else frozenset({Op.INSERT})
 
+    def sends_rows_as_objects(self) -> bool:
+        # NDJSON lines are the objects (the changelog's _tp_delta appended alike); compact is a table: a batch
+        # of JSON rows would join requests of different columns into one table, with nulls for the gaps.
+        return self.format == "ndjson"
+
+    def reserved_columns(self) -> frozenset[str]:
+        return frozenset({DELTA}) if self.opts["changelog"] else frozenset()
+
     def rfc3339_columns(self) -> frozenset[str]:
         return TIME_COLUMNS  # Timeplus documents _tp_time as a string: never an epoch number
 

@@ -2,16 +2,19 @@
 
 It reads a RowBatch or ColumnBatch straight from the request's wire bytes and
 writes each row as one compact JSON object, byte for byte what the Python
-transcoder and bridge/transcode/formats.py write; a JsonBatch's rows it checks
-as bridge/transcode/jsonrows.py does (unless the route splits them,
+transcoder and bridge/transcode/formats.py write (timestamps in the route's
+``rfc3339_columns`` as RFC 3339), and checks the rows against declared columns
+as bridge/transcode/validate.py does; a JsonBatch's rows it checks as
+bridge/transcode/jsonrows.py does (unless the route splits them,
 ``Plan.parse_json``) and passes on. It gives the same row errors
-(tests/test_native_diff.py holds them to it). Its rows are JSON rows
-(``Rows(columns=None)``), so it runs only on routes whose bodies are those
-objects as they are (``Plan.rows_as_objects``: http NDJSON or JSON array) with
-no declared columns. Every other request (MessageBatch, JsonBatch rows to split, a batch
-rejected whole, a wire form that protobuf merges, a JSON row whose reason is
-msgspec's or orjson's wording) goes to the Python
-transcoder, which has the answer.
+(tests/test_native_diff.py and tests/test_native_routes.py hold it to them).
+Its rows are JSON rows (``Rows(columns=None)``), so it runs only on routes
+whose dialect builds the same requests from those objects as from a table
+(``Plan.rows_as_objects``, ``Dialect.sends_rows_as_objects``). Every other
+request (MessageBatch, JsonBatch rows to split, a batch rejected whole, a
+column the dialect reserves, a wire form that protobuf merges, a reason only
+Python's ``repr`` can word, a JSON row whose reason is msgspec's or orjson's
+wording) goes to the Python transcoder, which has the answer.
 """
 
 from __future__ import annotations
@@ -20,14 +23,21 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from bridge.model.config import LimitsConfig
 from bridge.model.rows import RowError, Rows
 from bridge.transcode.plan import Plan
 from bridge.transcode.python import PythonTranscoder, row_checks
+from bridge.transcode.validate import shown
 
 try:
     from bridge import _native
 except ImportError:  # not built (no cargo at install time): the Python transcoder runs
+    _native = None
+# A build of an older native/ (an in-place build not redone) lacks what this module asks: the Python one runs.
+_ABI = 2
+if _native is not None and getattr(_native, "ABI", 1) < _ABI:
     _native = None
 
 PURE_ENV = "INGEST_BRIDGE_PURE"
@@ -43,10 +53,8 @@ def active() -> str:
 def takes(plan: Plan) -> bool:
     """Whether the native transcoder gives this route exactly what the Python one would."""
     limits = plan.limits or LimitsConfig()
-    fixed = plan.rfc3339_columns if plan.timestamps != "rfc3339" else frozenset()
     # A discover route validates against the target's columns once read: the Python transcoder's work.
-    return (plan.rows_as_objects and not plan.columns and not plan.discover and not fixed
-            and limits.max_depth <= _MAX_DEPTH)
+    return plan.rows_as_objects and not plan.discover and limits.max_depth <= _MAX_DEPTH
 
 
 def peeker() -> Callable[[bytes], tuple[str, int, str, int] | None] | None:
@@ -57,13 +65,18 @@ def peeker() -> Callable[[bytes], tuple[str, int, str, int] | None] | None:
 
 class NativeTranscoder:
     name = "native"
-    validator = None  # a route that declares columns never takes this transcoder (see ``takes``)
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.python = PythonTranscoder(plan)
+        # The Python path's validator: the expected types' wording of the reasons, JSON rows to split.
+        self.validator = self.python.validator
         limits = plan.limits or LimitsConfig()
-        self._t = _native.Transcoder(plan.timestamps, limits.max_value_bytes, limits.max_depth, limits.max_columns)
+        fixed = plan.rfc3339_columns if plan.timestamps != "rfc3339" else frozenset()
+        columns = [(c.name, c.type, c.nullable) for c in plan.columns] if plan.columns else None
+        self._t = _native.Transcoder(plan.timestamps, limits.max_value_bytes, limits.max_depth, limits.max_columns,
+                                     sorted(fixed), columns, plan.unknown_columns == "drop",
+                                     sorted(plan.reserved_columns))
 
     def transcode(self, request: Any, size: int | None = None, raw: bytes | None = None
                   ) -> tuple[Rows, list[RowError]]:
@@ -76,5 +89,15 @@ class NativeTranscoder:
         out = self._t.decode(request.SerializeToString() if raw is None else raw, size)
         if out is None:
             return self.python.transcode(request, size)
-        data, ops, index, errors = out
-        return row_checks(self.plan, Rows(None, data, ops, index), [RowError(i, "", r) for i, r in errors])
+        data, ops, index, errors, invalid = out
+        errors = [RowError(i, "", r) for i, r in errors]
+        if invalid:
+            errors += [RowError(i, name, self._reason(name, cell)) for i, name, cell in invalid]
+        return row_checks(self.plan, Rows(None, data, ops, index), errors)
+
+    def _reason(self, name: str, cell: bytes | None) -> str:
+        """A refused cell's reason, worded as bridge/transcode/validate.py words it (its value by ``repr``)."""
+        if cell is None:
+            return f"column {name!r} is not nullable"
+        assert self.validator is not None
+        return f"column {name!r} expects {self.validator.expected(name)}, got {shown(orjson.loads(cell))}"

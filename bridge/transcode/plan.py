@@ -37,6 +37,8 @@ class Plan:
     parse_json: bool = False
     # The target's bodies are the rows' JSON objects as they are: a transcoder may give any rows as JSON objects.
     rows_as_objects: bool = False
+    # Column names the dialect refuses in a table-shaped batch (whole): such a batch is the Python path's.
+    reserved_columns: frozenset[str] = frozenset()
     limits: LimitsConfig | None = None
     # Run in order on the decoded rows; the rows they name are dropped.
     row_checks: tuple[RowCheck, ...] = ()

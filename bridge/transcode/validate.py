@@ -95,9 +95,10 @@ def _checks(spec: ColumnSpec, mode: str) -> tuple[Callable[[Any], bool], Callabl
     return (lambda v: True), (lambda r: True), "any value"  # json
 
 
-def _shown(v: Any) -> str:
-    shown = v.decode("utf-8", "replace") if isinstance(v, bytes) else repr(v)
-    return shown[:37] + "..." if len(shown) > 40 else shown
+def shown(v: Any) -> str:
+    """A value as a reason shows it: its ``repr``, cut to 40 characters."""
+    text = v.decode("utf-8", "replace") if isinstance(v, bytes) else repr(v)
+    return text[:37] + "..." if len(text) > 40 else text
 
 
 class Validator:
@@ -115,6 +116,10 @@ class Validator:
         self.by_name = {c.name: c for c in columns}
         self._checks = {c.name: _checks(c, "rfc3339" if c.name in rfc3339_columns else mode) for c in columns}
 
+    def expected(self, name: str) -> str:
+        """What a column expects, as its reasons say it."""
+        return self._checks[name][2]
+
     def _problem(self, spec: ColumnSpec, v: Any, raw: bool = False) -> str | None:
         """What is wrong with one value (``raw``: a JSON value's text), or None."""
         if v is None or (raw and v == b"null"):
@@ -122,7 +127,7 @@ class Validator:
         value_ok, raw_ok, expected = self._checks[spec.name]
         if (raw_ok if raw else value_ok)(v):
             return None
-        return f"column {spec.name!r} expects {expected}, got {_shown(v)}"
+        return f"column {spec.name!r} expects {expected}, got {shown(v)}"
 
     def _check_table_columns(self, names: tuple[str, ...]) -> None:
         unknown = [n for n in names if n not in self.by_name]

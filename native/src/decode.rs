@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::json;
 use crate::timefmt::{self, Mode};
+use crate::validate::{self, Problem, Schema};
 use crate::wire::{fixed64s, varints, Reader, FIXED64, LEN, VARINT};
 
 /// The deepest `max_depth` taken natively: orjson refuses deeper documents than about 250.
@@ -23,6 +24,26 @@ pub struct Options {
     pub max_value: u64,
     pub max_depth: u32,
     pub max_columns: usize,
+    /// Timestamp columns written as RFC 3339 whatever `mode` (``Plan.rfc3339_columns``).
+    pub fixed: Vec<Vec<u8>>,
+    /// Declared columns the rows are checked against (bridge/transcode/validate.py).
+    pub schema: Option<Schema>,
+    /// Column names that leave a table-shaped batch to the Python transcoder (a dialect refuses it whole).
+    pub reserved: Vec<Vec<u8>>,
+}
+
+impl Options {
+    pub fn new(mode: Mode, max_value: u64, max_depth: u32, max_columns: usize) -> Options {
+        Options {
+            mode,
+            max_value,
+            max_depth,
+            max_columns,
+            fixed: Vec::new(),
+            schema: None,
+            reserved: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -34,6 +55,9 @@ pub struct Decoded {
     /// The caller's index of each row (None: nothing was left out).
     pub index: Option<Vec<usize>>,
     pub errors: Vec<(usize, String)>,
+    /// Rows refused by the declared columns: (caller index, the column's spec, its cell's JSON text, or
+    /// None where the cell is null in a column that is not nullable).
+    pub invalid: Vec<(usize, usize, Option<Vec<u8>>)>,
 }
 
 enum Fail {
@@ -183,8 +207,9 @@ fn map_entry(b: &[u8]) -> R<(&[u8], &[u8])> {
     Ok((key, value.unwrap_or(b"")))
 }
 
-/// One Value as JSON (bridge/decode.py ``Decoder.value``).
-fn value(out: &mut Vec<u8>, b: &[u8], depth: u32, cx: &Ctx<'_>) -> R<()> {
+/// One Value as JSON (bridge/decode.py ``Decoder.value``); a timestamp as `mode` says (nested ones: the
+/// route's mode, as the Python path writes them).
+fn value(out: &mut Vec<u8>, b: &[u8], depth: u32, cx: &Ctx<'_>, mode: Mode) -> R<()> {
     match kind(b)? {
         Kind::Null => out.extend_from_slice(b"null"),
         Kind::Bool(v) => json::boolean(out, v),
@@ -200,7 +225,7 @@ fn value(out: &mut Vec<u8>, b: &[u8], depth: u32, cx: &Ctx<'_>) -> R<()> {
             cx.check_len(s.len())?;
             json::base64(out, s);
         }
-        Kind::Ts(t) => timestamp(out, t, cx.o.mode)?,
+        Kind::Ts(t) => timestamp(out, t, mode)?,
         k @ (Kind::List(_) | Kind::Map(_)) => {
             if depth >= cx.o.max_depth {
                 return Err(Fail::Bad(format!(
@@ -214,7 +239,7 @@ fn value(out: &mut Vec<u8>, b: &[u8], depth: u32, cx: &Ctx<'_>) -> R<()> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    value(out, v, depth + 1, cx)?;
+                    value(out, v, depth + 1, cx, cx.o.mode)?;
                 }
                 out.push(b']');
             } else if let Kind::Map(m) = k {
@@ -231,7 +256,7 @@ fn value(out: &mut Vec<u8>, b: &[u8], depth: u32, cx: &Ctx<'_>) -> R<()> {
                     }
                     json::string(out, key);
                     out.push(b':');
-                    value(out, v, depth + 1, cx)?;
+                    value(out, v, depth + 1, cx, cx.o.mode)?;
                 }
                 out.push(b'}');
             }
@@ -261,6 +286,74 @@ fn keys(names: &[&[u8]], cx: &Ctx<'_>) -> R<Vec<Vec<u8>>> {
     Ok(out)
 }
 
+/// How a batch's columns are written: each one's key, timestamp mode and declared spec, and whether it is
+/// written at all (``unknown_columns: drop`` leaves undeclared columns out, after decoding them).
+struct Layout {
+    keys: Vec<Vec<u8>>,
+    modes: Vec<Mode>,
+    specs: Vec<Option<usize>>,
+    keep: Vec<bool>,
+}
+
+fn layout(names: &[&[u8]], cx: &Ctx<'_>) -> R<Layout> {
+    let keys = keys(names, cx)?;
+    let o = cx.o;
+    if names.iter().any(|n| o.reserved.iter().any(|r| r == n)) {
+        return Err(Fail::Fallback);
+    }
+    let modes = names
+        .iter()
+        .map(|n| {
+            if o.fixed.iter().any(|f| f == n) {
+                Mode::Rfc3339
+            } else {
+                o.mode
+            }
+        })
+        .collect();
+    let (specs, keep) = match &o.schema {
+        None => (vec![None; names.len()], vec![true; names.len()]),
+        Some(s) => {
+            let specs = s.resolve(names).fb()?;
+            let keep = specs.iter().map(Option::is_some).collect();
+            (specs, keep)
+        }
+    };
+    Ok(Layout {
+        keys,
+        modes,
+        specs,
+        keep,
+    })
+}
+
+/// The first of a written row's cells (`cells`: each column's span in `buf`, None if dropped) that the
+/// declared columns refuse: its column's spec and its text (None: a null that is not allowed).
+fn invalid(
+    buf: &[u8],
+    cells: &[Option<(usize, usize)>],
+    l: &Layout,
+    cx: &Ctx<'_>,
+) -> R<Option<(usize, Option<Vec<u8>>)>> {
+    let Some(schema) = &cx.o.schema else {
+        return Ok(None);
+    };
+    let epoch_s = cx.o.mode == Mode::EpochS;
+    for (j, cell) in cells.iter().enumerate() {
+        let (Some((a, z)), Some(s)) = (cell, l.specs[j]) else {
+            continue;
+        };
+        let text = &buf[*a..*z];
+        match validate::check(&schema.specs[s], text, l.modes[j] == Mode::Rfc3339, epoch_s) {
+            Ok(()) => {}
+            Err(Problem::Null) => return Ok(Some((s, None))),
+            Err(Problem::Type) => return Ok(Some((s, Some(text.to_vec())))),
+            Err(Problem::Python) => return Err(Fail::Fallback),
+        }
+    }
+    Ok(None)
+}
+
 fn row_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
     let mut r = Reader::new(b);
     let mut names = Vec::new();
@@ -273,11 +366,11 @@ fn row_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
             (_, w) => r.skip(w).fb()?,
         }
     }
-    let keys = keys(&names, cx)?;
+    let l = layout(&names, cx)?;
     if names.is_empty() && !rows.is_empty() {
         return Err(Fail::Fallback);
     }
-    let n = keys.len();
+    let n = l.keys.len();
     let mut d = Decoded {
         buf: Vec::with_capacity(b.len() * 2),
         ..Decoded::default()
@@ -285,6 +378,9 @@ fn row_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
     let mut ops = Vec::new();
     let mut index = Vec::new();
     let mut values = Vec::with_capacity(n);
+    let mut cells = Vec::with_capacity(n);
+    let mut scratch = Vec::new();
+    let mut any_op = false;
     for (i, row) in rows.into_iter().enumerate() {
         values.clear();
         let mut op = 0i32;
@@ -307,12 +403,24 @@ fn row_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
         let start = d.buf.len();
         d.buf.push(b'{');
         let mut failed = None;
+        cells.clear();
         for (j, v) in values.iter().enumerate() {
-            if j > 0 {
-                d.buf.push(b',');
-            }
-            d.buf.extend_from_slice(&keys[j]);
-            match value(&mut d.buf, v, 0, cx) {
+            let written = if l.keep[j] {
+                if d.buf.len() > start + 1 {
+                    d.buf.push(b',');
+                }
+                d.buf.extend_from_slice(&l.keys[j]);
+                let a = d.buf.len();
+                let r = value(&mut d.buf, v, 0, cx, l.modes[j]);
+                cells.push(Some((a, d.buf.len())));
+                r
+            } else {
+                // Dropped, yet decoded: a bad value there still refuses the row, as on the Python path.
+                scratch.clear();
+                cells.push(None);
+                value(&mut scratch, v, 0, cx, l.modes[j])
+            };
+            match written {
                 Ok(()) => {}
                 Err(Fail::Bad(e)) => {
                     failed = Some(e);
@@ -326,15 +434,22 @@ fn row_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
             d.errors.push((i, format!("bad value: {e}")));
             continue;
         }
+        // Ops are kept once any row that decodes holds one (the Python path checks columns after that).
+        any_op |= op != 0;
+        if let Some((s, cell)) = invalid(&d.buf, &cells, &l, cx)? {
+            d.buf.truncate(start);
+            d.invalid.push((i, s, cell));
+            continue;
+        }
         d.buf.push(b'}');
         d.ends.push(d.buf.len());
         index.push(i);
         ops.push(op);
     }
-    if ops.iter().any(|&o| o != 0) {
+    if any_op {
         d.ops = Some(ops);
     }
-    if !d.errors.is_empty() {
+    if !d.errors.is_empty() || !d.invalid.is_empty() {
         d.index = Some(index);
     }
     Ok(d)
@@ -398,6 +513,7 @@ fn column(
     field: u32,
     data: &[u8],
     name: &[u8],
+    mode: Mode,
     bad: &mut BTreeMap<usize, String>,
     cx: &Ctx<'_>,
 ) -> R<Cells> {
@@ -458,7 +574,7 @@ fn column(
         8 => {
             for (i, v) in repeated_varints(data)?.into_iter().enumerate() {
                 let start = c.buf.len();
-                if let Err(e) = timefmt::nanos(&mut c.buf, cx.o.mode, v as i64) {
+                if let Err(e) = timefmt::nanos(&mut c.buf, mode, v as i64) {
                     c.buf.truncate(start);
                     c.buf.extend_from_slice(b"null");
                     note(i, format!("column {}: {e}", py_repr(name)?));
@@ -469,7 +585,7 @@ fn column(
         10 => {
             for (i, v) in repeated_len(data)?.into_iter().enumerate() {
                 let start = c.buf.len();
-                match value(&mut c.buf, v, 0, cx) {
+                match value(&mut c.buf, v, 0, cx, mode) {
                     Ok(()) => {}
                     Err(Fail::Bad(e)) => {
                         c.buf.truncate(start);
@@ -529,14 +645,14 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
         }
     }
     let names: Vec<&[u8]> = cols.iter().map(|c| c.name).collect();
-    let keys = keys(&names, cx)?;
+    let l = layout(&names, cx)?;
     let mut bad = BTreeMap::new();
     let mut cells = Vec::with_capacity(cols.len());
     let mut length = None;
-    for c in &cols {
+    for (j, c) in cols.iter().enumerate() {
         let cc = match c.data {
             None => None,
-            Some((f, data)) => Some(column(f, data, c.name, &mut bad, cx)?),
+            Some((f, data)) => Some(column(f, data, c.name, l.modes[j], &mut bad, cx)?),
         };
         if let Some(cc) = &cc {
             match length {
@@ -595,6 +711,7 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
     };
     let mut index = Vec::new();
     let mut kept_ops = Vec::new();
+    let mut spans = Vec::with_capacity(cols.len());
     #[allow(clippy::needless_range_loop)]
     // i is the row: it indexes the cells, the nulls, the ops and the errors
     for i in 0..length {
@@ -606,18 +723,31 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
         if bad.contains_key(&i) {
             continue;
         }
+        let start = d.buf.len();
         d.buf.push(b'{');
-        for (j, k) in keys.iter().enumerate() {
-            if j > 0 {
+        spans.clear();
+        for (j, k) in l.keys.iter().enumerate() {
+            if !l.keep[j] {
+                spans.push(None);
+                continue;
+            }
+            if d.buf.len() > start + 1 {
                 d.buf.push(b',');
             }
             d.buf.extend_from_slice(k);
+            let a = d.buf.len();
             match &cells[j] {
                 Some(cc) if null[j].get(next_null[j]) != Some(&i) => {
                     d.buf.extend_from_slice(cc.cell(i))
                 }
                 _ => d.buf.extend_from_slice(b"null"),
             }
+            spans.push(Some((a, d.buf.len())));
+        }
+        if let Some((s, cell)) = invalid(&d.buf, &spans, &l, cx)? {
+            d.buf.truncate(start);
+            d.invalid.push((i, s, cell));
+            continue;
         }
         d.buf.push(b'}');
         d.ends.push(d.buf.len());
@@ -629,7 +759,7 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
     if any_op {
         d.ops = Some(kept_ops);
     }
-    if !bad.is_empty() {
+    if !bad.is_empty() || !d.invalid.is_empty() {
         d.index = Some(index);
         d.errors = bad.into_iter().filter(|(i, _)| *i < length).collect();
     }

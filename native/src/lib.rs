@@ -7,6 +7,7 @@ pub mod json;
 pub mod jsonrows;
 pub mod peek;
 pub mod timefmt;
+pub mod validate;
 pub mod wire;
 
 #[cfg(feature = "python")]

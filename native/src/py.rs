@@ -5,14 +5,17 @@ use pyo3::types::{PyBytes, PyList};
 
 use crate::decode::{decode, Options};
 use crate::timefmt::Mode;
+use crate::validate::{Schema, Spec, Ty};
 
 /// Requests of at least this many bytes are decoded without the GIL (other threads may run meanwhile).
 const RELEASE_GIL: usize = 64 * 1024;
 
-/// One route's transcoder: its timestamps option and limits.
+/// One route's transcoder: its timestamps option, limits, RFC 3339 columns and declared columns.
 #[pyclass(frozen, module = "bridge._native")]
 struct Transcoder {
     opts: Options,
+    /// The declared columns' names, to name a refused row's column.
+    names: Vec<String>,
 }
 
 type Out<'py> = (
@@ -20,23 +23,50 @@ type Out<'py> = (
     Option<Vec<i32>>,
     Option<Vec<usize>>,
     Vec<(usize, String)>,
+    Vec<(usize, String, Option<Bound<'py, PyBytes>>)>,
 );
 
 #[pymethods]
 impl Transcoder {
+    /// ``fixed``: columns written as RFC 3339 whatever ``mode``; ``columns``: declared columns as
+    /// ``(name, type, nullable)``, ``drop`` for ``unknown_columns: drop``; ``reserved``: column names
+    /// that leave a batch to the Python transcoder.
     #[new]
-    fn new(mode: &str, max_value_bytes: u64, max_depth: u32, max_columns: usize) -> PyResult<Self> {
-        let mode = Mode::parse(mode).ok_or_else(|| {
-            pyo3::exceptions::PyValueError::new_err(format!("unknown timestamps mode {mode:?}"))
-        })?;
-        Ok(Transcoder {
-            opts: Options {
-                mode,
-                max_value: max_value_bytes,
-                max_depth,
-                max_columns,
-            },
-        })
+    #[pyo3(signature = (mode, max_value_bytes, max_depth, max_columns, fixed=Vec::new(), columns=None,
+                        drop=false, reserved=Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        mode: &str,
+        max_value_bytes: u64,
+        max_depth: u32,
+        max_columns: usize,
+        fixed: Vec<String>,
+        columns: Option<Vec<(String, String, bool)>>,
+        drop: bool,
+        reserved: Vec<String>,
+    ) -> PyResult<Self> {
+        let bad = |what: String| pyo3::exceptions::PyValueError::new_err(what);
+        let mode =
+            Mode::parse(mode).ok_or_else(|| bad(format!("unknown timestamps mode {mode:?}")))?;
+        let mut opts = Options::new(mode, max_value_bytes, max_depth, max_columns);
+        opts.fixed = fixed.into_iter().map(String::into_bytes).collect();
+        opts.reserved = reserved.into_iter().map(String::into_bytes).collect();
+        let mut names = Vec::new();
+        if let Some(columns) = columns {
+            let mut specs = Vec::with_capacity(columns.len());
+            for (name, ty, nullable) in columns {
+                let ty =
+                    Ty::parse(&ty).ok_or_else(|| bad(format!("unknown column type {ty:?}")))?;
+                specs.push(Spec {
+                    name: name.clone().into_bytes(),
+                    ty,
+                    nullable,
+                });
+                names.push(name);
+            }
+            opts.schema = Some(Schema { specs, drop });
+        }
+        Ok(Transcoder { opts, names })
     }
 
     /// ``(rows as JSON object bytes, ops or None, caller indices or None, [(index, reason)])`` of an
@@ -63,7 +93,12 @@ impl Transcoder {
                 PyBytes::new(py, &d.buf[start..end])
             }),
         )?;
-        Ok(Some((rows, d.ops, d.index, d.errors)))
+        let invalid = d
+            .invalid
+            .into_iter()
+            .map(|(i, s, cell)| (i, self.names[s].clone(), cell.map(|c| PyBytes::new(py, &c))))
+            .collect();
+        Ok(Some((rows, d.ops, d.index, d.errors, invalid)))
     }
 }
 
@@ -82,6 +117,8 @@ fn peek(request: &Bound<'_, PyBytes>) -> Option<(String, u64, &'static str, u64)
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // What this build's Python side may ask of it (2: declared and RFC 3339 columns, reserved names).
+    m.add("ABI", 2)?;
     m.add_class::<Transcoder>()?;
     m.add_function(wrap_pyfunction!(peek, m)?)?;
     Ok(())

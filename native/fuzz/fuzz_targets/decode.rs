@@ -5,6 +5,7 @@
 
 use bridge_native::decode::{decode, Options};
 use bridge_native::timefmt::Mode;
+use bridge_native::validate::{Schema, Spec, Ty};
 use libfuzzer_sys::fuzz_target;
 
 const MODES: [Mode; 5] = [
@@ -20,12 +21,29 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, request)) = data.split_first() else {
         return;
     };
-    let o = Options {
-        mode: MODES[(pick % 5) as usize],
-        max_value: [4, 64, 1 << 20][(pick as usize / 5) % 3],
-        max_depth: [1, 3, 32, 200][(pick as usize / 15) % 4],
-        max_columns: if pick & 0x80 != 0 { 2 } else { 1000 },
-    };
+    let mut o = Options::new(
+        MODES[(pick % 5) as usize],
+        [4, 64, 1 << 20][(pick as usize / 5) % 3],
+        [1, 3, 32, 200][(pick as usize / 15) % 4],
+        if pick & 0x80 != 0 { 2 } else { 1000 },
+    );
+    if pick & 0x40 != 0 {
+        // Declared columns (some names the generators use), dropping the others; one column fixed to RFC 3339.
+        let spec = |name: &str, ty, nullable| Spec {
+            name: name.as_bytes().to_vec(),
+            ty,
+            nullable,
+        };
+        o.schema = Some(Schema {
+            specs: vec![
+                spec("a", Ty::Int, true),
+                spec("b", Ty::Timestamp, true),
+                spec("c", Ty::Str, false),
+            ],
+            drop: true,
+        });
+        o.fixed = vec![b"b".to_vec()];
+    }
     if let Some(p) = bridge_native::peek::peek(request) {
         assert!(p.kind == 3 || p.kind == 4);
     }
