@@ -245,6 +245,6 @@ async def test_the_limit_is_a_metric_per_route(sink, bridge_factory):
         "auto": {"dialect": "http", "url": sink.url + "/in", "delivery": {"concurrency": {"min": 2, "max": 9}}},
     })
     text = b.metrics.render().decode()
-    assert 'ingest_bridge_concurrency_limit{route="fixed"} 3.0' in text
-    assert 'ingest_bridge_concurrency_limit{route="auto"} 2.0' in text
-    assert 'ingest_bridge_requests_in_flight{route="auto"} 0.0' in text
+    assert 'ingest_bridge_concurrency_limit{route="fixed",target="http"} 3.0' in text
+    assert 'ingest_bridge_concurrency_limit{route="auto",target="http"} 2.0' in text
+    assert 'ingest_bridge_requests_in_flight{route="auto",target="http"} 0.0' in text

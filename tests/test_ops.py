@@ -66,12 +66,15 @@ async def test_metrics_count_every_stage_and_never_show_secrets(ops_bridge, chan
             used = transcode.active()
             assert ready["transcoder"] == used
             assert ready["routes"]["ok"] == {"full": False, "buffered_bytes": 0, "last_failure": None,
-                                             "transcoder": used}
+                                             "transcoder": used, "targets": {"http": {
+                                                 "required": True, "full": False, "buffered_bytes": 0,
+                                                 "last_failure": None, "transcoder": used}}}
     assert sample_value(text, "ingest_bridge_received_rows_total", {"route": "ok"}) == 10
     assert sample_value(text, "ingest_bridge_received_batches_total", {"route": "ok"}) == 1
     assert sample_value(text, "ingest_bridge_received_bytes_total", {"route": "ok"}) > 0
-    assert sample_value(text, "ingest_bridge_rejected_rows_total", {"route": "ok", "stage": "bridge"}) == 1
-    assert sample_value(text, "ingest_bridge_sent_rows_total", {"route": "ok", "outcome": "ok"}) == 9
+    assert sample_value(text, "ingest_bridge_rejected_rows_total",
+                        {"route": "ok", "target": "http", "stage": "bridge"}) == 1
+    assert sample_value(text, "ingest_bridge_sent_rows_total", {"route": "ok", "target": "http", "outcome": "ok"}) == 9
     assert sample_value(text, "ingest_bridge_sent_batches_total", {"route": "down", "outcome": "failed"}) == 1
     assert sample_value(text, "ingest_bridge_retries_total", {"route": "down", "reason": "UPSTREAM_UNREACHABLE"}) >= 1
     assert sample_value(text, "ingest_bridge_upstream_request_duration_seconds_count",

@@ -142,7 +142,7 @@ def test_every_readme_block_runs_as_written(tmp_path):
     assert "configuration OK: 1 route(s)" in output
     assert "sent 1 batches: 2 rows accepted, 0 rejected" in errors
     assert "wrote events.desc: messages shop.v1.Event;" in output
-    assert 'ingest_bridge_sent_rows_total{outcome="ok",route="clicks"} 2.0' in output
+    assert 'ingest_bridge_sent_rows_total{outcome="ok",route="clicks",target="timeplus"} 2.0' in output
     assert "accepted 1 rows in 1 requests" in output  # the Timeplus emulator took its --rules file's key
     assert "10000 0 []" in output  # the Python client's accepted, rejected, failed
     assert '{"steps": 3}{"steps": 0}' in output  # faulty's script: three steps queued, then cleared

@@ -7,6 +7,7 @@ from typing import Any
 
 from bridge.model.config import (
     BridgeConfig,
+    RouteConfig,
     Secret,
 )
 
@@ -21,6 +22,23 @@ def _masked(value: Any, key: str = "") -> Any:
     return value
 
 
+def _target_lines(r: RouteConfig, indent: str) -> list[str]:
+    """A target's own settings: auth (masked), options, batch, delivery."""
+    lines = []
+    if r.auth:
+        lines.append(f"{indent}auth: {_masked(r.auth)}")
+    lines.append(f"{indent}options: {r.options}")
+    b, d = r.batch, r.delivery
+    lines.append(f"{indent}batch: max_rows={b.max_rows} max_bytes={b.max_bytes} linger={b.linger:g}s "
+                 f"max_buffered_bytes={b.max_buffered_bytes}")
+    order = {None: "auto", True: "true", False: "false"}[d.ordered]
+    conc = f"adaptive({d.adaptive.min}..{d.adaptive.max})" if d.adaptive else str(d.concurrency)
+    lines.append(f"{indent}delivery: concurrency={conc} ordered={order} timeout={d.timeout:g}s "
+                 f"backoff={d.initial_backoff:g}s..{d.max_backoff:g}s x{d.multiplier:g} "
+                 f"max_elapsed={d.max_elapsed:g}s max_attempts={d.max_attempts or 'unlimited'}")
+    return lines
+
+
 def describe(config: BridgeConfig) -> str:
     """The resolved configuration for people: every route with its settings, secrets as ***."""
     lines = [f"listen: {config.listen}", f"http: {config.http or 'off'}",
@@ -33,18 +51,15 @@ def describe(config: BridgeConfig) -> str:
             lines.append(f"access: token {t.name} (***) may use "
                          + (", ".join(sorted(t.routes)) if t.routes is not None else "every route"))
     for name, r in config.routes.items():
-        lines.append(f"route {name}: dialect={r.dialect} url={r.url}" + (f" target={r.target}" if r.target else ""))
-        if r.auth:
-            lines.append(f"  auth: {_masked(r.auth)}")
-        lines.append(f"  options: {r.options}")
-        b, d = r.batch, r.delivery
-        lines.append(f"  batch: max_rows={b.max_rows} max_bytes={b.max_bytes} linger={b.linger:g}s "
-                     f"max_buffered_bytes={b.max_buffered_bytes}")
-        order = {None: "auto", True: "true", False: "false"}[d.ordered]
-        conc = f"adaptive({d.adaptive.min}..{d.adaptive.max})" if d.adaptive else str(d.concurrency)
-        lines.append(f"  delivery: concurrency={conc} ordered={order} timeout={d.timeout:g}s "
-                     f"backoff={d.initial_backoff:g}s..{d.max_backoff:g}s x{d.multiplier:g} "
-                     f"max_elapsed={d.max_elapsed:g}s max_attempts={d.max_attempts or 'unlimited'}")
+        if not r.targets:
+            lines.append(f"route {name}: dialect={r.dialect} url={r.url}" + (f" target={r.target}" if r.target else ""))
+            lines += _target_lines(r, "  ")
+        else:
+            lines.append(f"route {name}: {len(r.targets)} targets")
+        for t in r.targets:
+            lines.append(f"  target {t.name} ({'required' if t.required else 'optional'}): dialect={t.cfg.dialect} "
+                         f"url={t.cfg.url}" + (f" target={t.cfg.target}" if t.cfg.target else ""))
+            lines += _target_lines(t.cfg, "    ")
         if r.columns:
             lines.append("  columns: " + ", ".join(f"{c.name}: {c.type}{'?' if c.nullable else ''}"
                                                    for c in r.columns))

@@ -8,6 +8,7 @@ The checks of scalar values live in ``checks.py``, of each section in ``sections
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -48,20 +49,86 @@ from bridge.model.config import (
     DeliveryConfig,
     LimitsConfig,
     RouteConfig,
+    TargetConfig,
 )
 from bridge.model.errors import ConfigError
 
+# Keys each target of a route has its own of; the others (columns, unknown_columns, on_bad_row, spool) are the
+# route's.
+TARGET_KEYS = ("dialect", "url", "target", "auth", "options", "batch", "delivery")
+TARGET_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+
 
 def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
-    from bridge.dialects import DIALECTS
-
     path = f"routes.{name}"
     if not ROUTE_NAME.match(str(name)):
         problems.add(path, "a route name is 1-128 characters of letters, digits, '_', '.', '-'")
     if not isinstance(raw, dict):
         problems.add(path, "expected a mapping")
         return None
-    _unknown(problems, path, raw, ROUTE_KEYS)
+    _unknown(problems, path, raw, (*ROUTE_KEYS, "targets"))
+    before = len(problems.items)
+    on_bad_row = raw.get("on_bad_row", "reject_row")
+    if on_bad_row not in ("reject_row", "reject_batch"):
+        problems.add(f"{path}.on_bad_row", f"expected reject_row or reject_batch, got {_shown(on_bad_row)}")
+    discover = raw.get("columns") == "discover"
+    unknown_columns = raw.get("unknown_columns", "reject")
+    if unknown_columns not in ("reject", "drop"):
+        problems.add(f"{path}.unknown_columns", f"expected reject or drop, got {_shown(unknown_columns)}")
+    base = RouteConfig(
+        name=str(name), dialect="", url="",
+        columns=None if discover else _columns(problems, f"{path}.columns", raw.get("columns")),
+        discover=discover, unknown_columns=unknown_columns, on_bad_row=on_bad_row,
+        spool=_spool(problems, f"{path}.spool", raw.get("spool")),
+    )
+    if "targets" not in raw:
+        return _target(problems, path, raw, base, before)
+    given = [k for k in TARGET_KEYS if k in raw]
+    if given:
+        problems.add(path, f"give either targets: or the single-target keys, not both (found {', '.join(given)} "
+                           "beside targets; move them into each target)")
+    items = raw["targets"]
+    if not isinstance(items, list) or not items:
+        problems.add(f"{path}.targets", "expected a non-empty list of targets, each with a name and a dialect")
+        return None
+    if discover:
+        problems.add(f"{path}.columns", "columns: discover is not supported on a route with several targets; "
+                                        "declare the columns")
+    if base.spool is not None:
+        problems.add(f"{path}.spool", "spool on a route with several targets: not yet supported")
+    targets: list[TargetConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"{path}.targets[{i}]"
+        if not isinstance(item, dict):
+            problems.add(where, "expected a mapping with name, dialect, url, ...")
+            continue
+        _unknown(problems, where, item, ("name", "required", *TARGET_KEYS))
+        tname = item.get("name")
+        if not isinstance(tname, str) or not TARGET_NAME.match(tname):
+            problems.add(f"{where}.name", "is required: 1-64 characters of a-z, 0-9, '_', '-' (unique in the route)")
+            tname = f"#{i}"
+        elif tname in seen:
+            problems.add(f"{where}.name", f"{tname!r} is used twice in this route")
+        seen.add(tname)
+        required = item.get("required", True)
+        if isinstance(required, str) and required.lower() in ("true", "false"):
+            required = required.lower() == "true"  # from ${VAR}
+        if not isinstance(required, bool):
+            problems.add(f"{where}.required", f"expected true or false, got {_shown(required)}")
+            required = True
+        cfg = _target(problems, where, item, base, len(problems.items))
+        if cfg is not None:
+            targets.append(TargetConfig(tname, required, cfg))
+    if targets and not any(t.required for t in targets):
+        problems.add(f"{path}.targets", "at least one target must be required (callers' acks wait for those)")
+    return replace(base, targets=tuple(targets))
+
+
+def _target(problems: _Problems, path: str, raw: dict, base: RouteConfig, before: int) -> RouteConfig | None:
+    """A target's own keys (the route's, on a single-target route) on top of the route's shared ones."""
+    from bridge.dialects import DIALECTS
+
     dialect_name = raw.get("dialect")
     if dialect_name is None:
         problems.add(f"{path}.dialect", f"is required; one of {', '.join(DIALECTS)}")
@@ -74,7 +141,6 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
     except ImportError as e:
         problems.add(f"{path}.dialect", f"dialect {dialect_name!r} cannot be loaded: {e}")
         return None
-    before = len(problems.items)
     url = _url(problems, f"{path}.url", raw.get("url"), allow_query=dialect_name == "http")
     target = raw.get("target", "")
     if target is None or not isinstance(target, (str, int)) or isinstance(target, bool):
@@ -83,20 +149,13 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
     target = str(target)
     if dialect.target_required and not target:
         problems.add(f"{path}.target", f"is required for dialect {dialect_name} (the {dialect.resource_type} name)")
-    on_bad_row = raw.get("on_bad_row", "reject_row")
-    if on_bad_row not in ("reject_row", "reject_batch"):
-        problems.add(f"{path}.on_bad_row", f"expected reject_row or reject_batch, got {_shown(on_bad_row)}")
-    discover = raw.get("columns") == "discover"
-    unknown_columns = raw.get("unknown_columns", "reject")
-    if unknown_columns not in ("reject", "drop"):
-        problems.add(f"{path}.unknown_columns", f"expected reject or drop, got {_shown(unknown_columns)}")
     batch = _section(problems, f"{path}.batch", raw.get("batch"), BatchConfig, _BATCH_RULES,
                      _converted(dialect.batch_defaults, _BATCH_RULES))
     if dialect.max_rows_limit is not None and batch.max_rows > dialect.max_rows_limit:
         problems.add(f"{path}.batch.max_rows", f"{dialect_name} takes at most {dialect.max_rows_limit} rows per "
                                                f"request, got {batch.max_rows}")
-    route = RouteConfig(
-        name=str(name),
+    route = replace(
+        base,
         dialect=dialect_name,
         url=url,
         target=target,
@@ -105,16 +164,11 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
         batch=batch,
         delivery=_delivery(problems, f"{path}.delivery", raw.get("delivery"),
                            _converted(dialect.delivery_defaults, _DELIVERY_RULES)),
-        columns=None if discover else _columns(problems, f"{path}.columns", raw.get("columns")),
-        discover=discover,
-        unknown_columns=unknown_columns,
-        on_bad_row=on_bad_row,
-        spool=_spool(problems, f"{path}.spool", raw.get("spool")),
     )
     if len(problems.items) == before:
         for p in dialect.check_config(route):
             problems.items.append(f"{path}.{p}")
-        why = dialect.discover_problem(route) if discover else None
+        why = dialect.discover_problem(route) if route.discover else None
         if why:
             problems.add(f"{path}.columns", why)
     return route

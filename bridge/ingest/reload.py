@@ -52,8 +52,7 @@ log = logging.getLogger("bridge.ingest.reload")
 
 
 def _drain_timeout(route: RoutePipeline) -> float:
-    d = route.cfg.delivery
-    return d.max_elapsed + d.timeout
+    return max(lane.cfg.delivery.max_elapsed + lane.cfg.delivery.timeout for lane in route.lanes)
 
 
 def _fixed_settings(old: BridgeConfig, new: BridgeConfig) -> list[str]:

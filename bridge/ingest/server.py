@@ -23,7 +23,7 @@ from bridge.model.errors import ConfigError, ListenError
 from bridge.ops.metrics import Metrics
 from bridge.proto import SERVICE_NAME, pb
 from bridge.route.budget import ByteBudget
-from bridge.route.pipeline import RoutePipeline
+from bridge.route.pipeline import Lane, RoutePipeline
 from bridge.send.transport import Transport
 from bridge.transcode import native
 
@@ -82,6 +82,13 @@ def build_routes(config: BridgeConfig, transport: Transport, budget: ByteBudget 
     if problems:
         raise ConfigError(problems)
     return routes
+
+
+def _lane_health(lane: Lane) -> dict:
+    """One target of a route, for /readyz: whether callers wait for it, its buffer, its last failure."""
+    return {"required": lane.required, "full": lane.full, "buffered_bytes": lane.budget.used,
+            "last_failure": lane.last_failure, "transcoder": lane.transcoder.name,
+            **({} if lane.required else {"dropped_rows": lane.stats.rows_dropped})}
 
 
 def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
@@ -276,8 +283,9 @@ class Bridge:
             "buffered_bytes": self.budget.used,
             "transcoder": transcode.active(),
             "routes": {
-                name: {"full": r.full, "buffered_bytes": r.budget.used, "last_failure": r.last_failure,
-                       "transcoder": r.transcoder.name,
+                name: {"full": r.full, "buffered_bytes": sum(lane.budget.used for lane in r.lanes),
+                       "last_failure": r.last_failure, "transcoder": r.transcoder.name,
+                       "targets": {lane.name: _lane_health(lane) for lane in r.lanes},
                        **({"serving": r.schema_problem is None, "schema_error": r.schema_problem,
                            "columns": len(r.columns)} if r.discovery is not None else {}),
                        **({"spool_bytes": r.spool.disk_bytes, "spool_records": r.spool.wal.undelivered,

@@ -120,10 +120,10 @@ class IngestService:
             try:
                 rows, errors = route.prepare(request, size, raw)
             except BatchRejected:
-                route.budget.release(charge)
+                route.release(charge)
                 raise
             except BaseException as e:
-                route.budget.release(charge)
+                route.release(charge)
                 if not isinstance(e, Exception):
                     raise
                 # A fault in the bridge is INTERNAL with a reason, never an UNKNOWN without one.
@@ -153,7 +153,7 @@ class IngestService:
         return request.route or previous
 
     def _ack(self, t: Ticket) -> pb.BatchAck:
-        return acks.ticket_ack(t, self._pipeline(t.route).dialect.resource_type)
+        return acks.ticket_ack(t, self._pipeline(t.route).resource_type)
 
     def _pipeline(self, name: str) -> RoutePipeline:
         """A ticket's route: the configured one, or one a reload removed that still delivers its rows."""
@@ -384,6 +384,12 @@ class IngestService:
             for c in r.columns:
                 info.columns.add(name=c.name, type=c.type + ("?" if c.nullable else ""), nullable=c.nullable,
                                  base_type=c.type)
-            info.ops.extend(sorted(int(o) for o in r.dialect.supported_ops()))
+            # The route takes the ops every required target can express.
+            ops = frozenset.intersection(*(lane.dialect.supported_ops() for lane in r.required))
+            info.ops.extend(sorted(int(o) for o in ops))
+            for lane in r.lanes:
+                info.targets.add(name=lane.name, dialect=lane.cfg.dialect, required=lane.required,
+                                 ops=sorted(int(o) for o in lane.dialect.supported_ops()),
+                                 max_rows_per_request=lane.max_rows)
         return out
 

@@ -229,7 +229,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         pipe = load_route(args.config, args.route)
         order = [c.strip() for c in args.order_by.split(",")] if args.order_by else None
-        print(schema(pipe.cfg, args.message_type, order, args.clickhouse_version))
+        if not pipe.cfg.targets:
+            print(schema(pipe.cfg, args.message_type, order, args.clickhouse_version))
+        for t in pipe.cfg.targets:  # several targets: each one's schema
+            print(f"-- target {t.name!r}\n" + schema(t.cfg, args.message_type, order, args.clickhouse_version))
     except (UnknownRoute, NoSchema) as e:
         print(f"ingest-bridge schema: {e.args[0]}", file=sys.stderr)
         return 2

@@ -27,7 +27,8 @@ from bridge.model.rows import RowError, Rows
 from bridge.ops.redact import Redactor, route_secrets
 from bridge.proto import pb
 from bridge.route.batcher import fits
-from bridge.route.pipeline import RoutePipeline, part_size
+from bridge.route.fanout import Fanned
+from bridge.route.pipeline import Lane, RoutePipeline, part_size
 from bridge.send.compress import compress
 from bridge.send.sender import too_large
 from bridge.send.transport import USER_AGENT
@@ -86,7 +87,7 @@ def sample_requests(route: str, n: int, shape: str = "rows") -> list[pb.IngestRe
     return [sample.SHAPES[shape](route, 0, range(n))]
 
 
-def _batches(pipe: RoutePipeline, parts: list[tuple[Rows, int]]) -> list[Rows]:
+def _batches(pipe: Lane, parts: list[tuple[Rows, int]]) -> list[Rows]:
     """Parts gathered into batches as ``Batcher._take`` gathers parts that all wait at once."""
     max_rows, max_bytes = pipe.batcher.max_rows, pipe.batcher.max_bytes
     queue = parts
@@ -115,7 +116,7 @@ def _batches(pipe: RoutePipeline, parts: list[tuple[Rows, int]]) -> list[Rows]:
     return out
 
 
-def _split(pipe: RoutePipeline, rows: Rows) -> list[tuple[Rows, Any]]:
+def _split(pipe: Lane, rows: Rows) -> list[tuple[Rows, Any]]:
     """One batch as the sender sends it: halves while the body is over batch.max_bytes."""
     request = pipe.dialect.build(rows)
     n = len(rows)
@@ -124,8 +125,11 @@ def _split(pipe: RoutePipeline, rows: Rows) -> list[tuple[Rows, Any]]:
     return [(rows, request)]
 
 
-def explain(pipe: RoutePipeline, requests: list[pb.IngestRequest]) -> Explained:
-    out = Explained(pipe.name, pipe.cfg.dialect)
+def explain(pipe: RoutePipeline, requests: list[pb.IngestRequest], lane: Lane | None = None) -> Explained:
+    """The requests ``lane`` (a target of the route; default its first) would get: the route's transcoding
+    (on a route with several targets, every required target's row checks) and the lane's batches."""
+    lane = lane or pipe.lanes[0]
+    out = Explained(pipe.name, lane.cfg.dialect)
     parts: list[tuple[Rows, int]] = []
     first = 0
     for number, request in enumerate(requests):
@@ -140,14 +144,16 @@ def explain(pipe: RoutePipeline, requests: list[pb.IngestRequest]) -> Explained:
             continue
         out.row_errors += [(first + e.index, number, e.index, e) for e in errors]
         first += n_in
+        if isinstance(rows, Fanned):
+            rows = rows.rows[lane.name]
         n = len(rows)
         if not n:
             continue
-        step, per_row = part_size(n, pipe.max_rows, pipe.cfg.batch.max_bytes, size)
+        step, per_row = part_size(n, lane.max_rows, lane.cfg.batch.max_bytes, size)
         slices = [rows] if n <= step else [rows.slice(i, min(n, i + step)) for i in range(0, n, step)]
         parts += [(s, per_row * len(s)) for s in slices]
-    for batch in _batches(pipe, parts):
-        for rows, request in _split(pipe, batch):
+    for batch in _batches(lane, parts):
+        for rows, request in _split(lane, batch):
             headers = dict(request.headers)
             body = request.body
             wire = body
@@ -204,7 +210,7 @@ def _body_lines(body: bytes, lines: int | None, width: int = 400) -> list[str]:
     return out
 
 
-def as_text(e: Explained, pipe: RoutePipeline, redact: Redactor, lines: int | None) -> str:
+def as_text(e: Explained, pipe: Lane, redact: Redactor, lines: int | None) -> str:
     sent = sum(r.rows for r in e.requests)
     rejected = len(e.row_errors) + sum(n for *_, n, _ in e.refused)
     b = pipe.cfg.batch
@@ -255,10 +261,21 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, csv.Error) as e:
         print(f"ingest-bridge explain: cannot read {args.file}: {e}", file=sys.stderr)
         return 2
-    e = explain(pipe, requests)
     redact = Redactor(route_secrets(pipe.cfg, usernames=False))
+    if not pipe.fanout:
+        e = explain(pipe, requests)
+        if args.json:
+            sys.stdout.write(orjson.dumps(as_json(e, redact), option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            print(as_text(e, pipe.lanes[0], redact, None if args.full else args.lines))
+        return 1 if e.row_errors or e.refused else 0
+    # Several targets: each target's requests, after the rows every required target's checks reject.
+    shown = [(lane, explain(pipe, requests, lane)) for lane in pipe.lanes]
     if args.json:
-        sys.stdout.write(orjson.dumps(as_json(e, redact), option=orjson.OPT_INDENT_2).decode() + "\n")
+        doc = {"route": pipe.name, "targets": [{"target": lane.name, "required": lane.required, **as_json(e, redact)}
+                                                for lane, e in shown]}
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        print(as_text(e, pipe, redact, None if args.full else args.lines))
-    return 1 if e.row_errors or e.refused else 0
+        print("\n\n".join(f"== target {lane.name} ({'required' if lane.required else 'optional'})\n"
+                          + as_text(e, lane, redact, None if args.full else args.lines) for lane, e in shown))
+    return 1 if any(e.row_errors or e.refused for _, e in shown) else 0

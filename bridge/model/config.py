@@ -102,6 +102,23 @@ class RouteConfig:
     # reject_batch: one bad row fails the whole request (INVALID_ARGUMENT).
     on_bad_row: str = "reject_row"
     spool: SpoolConfig | None = None
+    # Fan-out (``targets:``): each target's settings as a RouteConfig of its own (the route's name, columns and
+    # row rules, the target's dialect, url, auth, options, batch and delivery). Empty: the route is its target.
+    targets: tuple[TargetConfig, ...] = ()
+
+    def lanes(self) -> tuple[TargetConfig, ...]:
+        """The route's targets; a single-target route has one, named after its dialect, required."""
+        return self.targets or (TargetConfig(self.dialect, True, self),)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One target of a route: its name (the ``target`` label, the key in a BatchAck's ``upstream``), whether
+    callers' acks wait for it, and its settings."""
+
+    name: str
+    required: bool
+    cfg: RouteConfig
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ rows leave a batch as soon as their caller stops waiting for them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.model.outcome import Outcome
@@ -24,7 +25,7 @@ class Ticket:
     """One caller request on its way; ``future`` resolves to the ticket itself when every row is settled."""
 
     __slots__ = ("accepted", "deadline", "durable", "errors", "failed_rows", "failure", "future", "gone", "pending",
-                 "route", "sequence", "total", "trace", "unnamed_rejects", "upstream")
+                 "route", "sequence", "shares", "total", "trace", "unnamed_rejects", "upstream")
 
     def __init__(self, route: str, sequence: int, total: int, errors: list[RowError], deadline: float | None,
                  durable: bool = False, trace: str | None = None) -> None:
@@ -47,6 +48,8 @@ class Ticket:
         # Why nobody waits for the rows any more (the caller left, its call ended or its deadline passed);
         # None while someone does. Rows of a gone ticket are never sent again.
         self.gone: str | None = None
+        # On a route with several targets: (lane, share) for each required target's share of the rows.
+        self.shares: list | None = None
 
     def finish(self) -> None:
         if not self.future.done():
@@ -71,6 +74,35 @@ class Ticket:
             self.gone = reason
             self.fail(Outcome(code="DEADLINE_EXCEEDED" if reason == "DEADLINE_EXCEEDED" else "CANCELLED",
                               reason=reason, message=message))
+
+
+class Share(Ticket):
+    """One target's share of a request on a route with several targets: its rows travel in its own parts and
+    settle here; ``on_done`` runs once all of them have. A required target's share belongs to the caller's
+    ticket (``owner``): it is wanted only while that is. An optional target's share has no owner."""
+
+    __slots__ = ("lane", "on_done", "owner")
+
+    def __init__(self, owner: Ticket | None, lane: str, route: str, sequence: int, total: int,
+                 deadline: float | None, trace: str | None, on_done: Callable[[Share], None]) -> None:
+        super().__init__(route, sequence, total, [], deadline, trace=trace)
+        self.owner = owner
+        self.lane = lane
+        self.on_done = on_done
+
+    def finish(self) -> None:
+        if not self.future.done():
+            self.future.set_result(self)
+            self.on_done(self)
+
+    def wanted(self, now: float) -> bool:
+        if self.gone is not None:
+            return False
+        owner = self.owner
+        if owner is not None and not owner.wanted(now):
+            self.withdraw(owner.gone or "CANCELLED", "the caller's call ended before its rows were delivered")
+            return False
+        return True
 
 
 @dataclass(slots=True, eq=False)

@@ -1,6 +1,8 @@
 """Prometheus metrics, in the conventions of OpenTelemetry Collector and Vector (``_total``, ``_seconds``, ``_bytes``).
 
-Counted per batch, never per row, so the hot path pays a few calls per request.
+Counted per batch, never per row, so the hot path pays a few calls per request. Metrics of a route's
+delivery carry a ``target`` label: the target's ``name`` on a route with several targets, the dialect's name
+(``http``, ``timeplus``, ...) on a single-target route.
 """
 
 from __future__ import annotations
@@ -18,25 +20,29 @@ class Metrics:
         self.received_batches = Counter(p + "received_batches", "Caller requests received", ["route"], registry=r)
         self.received_bytes = Counter(p + "received_bytes", "gRPC message bytes received", ["route"], registry=r)
         self.rejected_rows = Counter(p + "rejected_rows", "Rows rejected, by who rejected them",
-                                     ["route", "stage"], registry=r)
-        self.sent_rows = Counter(p + "sent_rows", "Rows sent to the target, by outcome", ["route", "outcome"],
+                                     ["route", "target", "stage"], registry=r)
+        self.sent_rows = Counter(p + "sent_rows", "Rows sent to the target, by outcome", ["route", "target", "outcome"],
                                  registry=r)
         self.sent_batches = Counter(p + "sent_batches", "Batches sent to the target, by outcome",
-                                    ["route", "outcome"], registry=r)
-        self.sent_bytes = Counter(p + "sent_bytes", "Request body bytes sent to the target (as sent)", ["route"],
-                                  registry=r)
-        self.retries = Counter(p + "retries", "Requests sent again after a transient failure", ["route", "reason"],
-                               registry=r)
+                                    ["route", "target", "outcome"], registry=r)
+        self.sent_bytes = Counter(p + "sent_bytes", "Request body bytes sent to the target (as sent)",
+                                  ["route", "target"], registry=r)
+        self.retries = Counter(p + "retries", "Requests sent again after a transient failure",
+                               ["route", "target", "reason"], registry=r)
         self.upstream_seconds = Histogram(p + "upstream_request_duration_seconds",
-                                          "Time for one HTTP request to the target", ["route", "status_class"],
+                                          "Time for one HTTP request to the target",
+                                          ["route", "target", "status_class"],
                                           buckets=LATENCY_BUCKETS, registry=r)
-        self.buffered_bytes = Gauge(p + "buffered_bytes", "Bytes of rows accepted and not yet delivered", ["route"],
+        self.buffered_bytes = Gauge(p + "buffered_bytes", "Bytes of rows accepted and not yet delivered",
+                                    ["route", "target"], registry=r)
+        self.buffered_limit = Gauge(p + "buffered_bytes_limit", "The cap on buffered bytes", ["route", "target"],
                                     registry=r)
-        self.buffered_limit = Gauge(p + "buffered_bytes_limit", "The cap on buffered bytes", ["route"], registry=r)
         self.concurrency_limit = Gauge(p + "concurrency_limit", "Requests the route may have in flight now "
-                                       "(moves with delivery.concurrency: adaptive)", ["route"], registry=r)
-        self.in_flight = Gauge(p + "requests_in_flight", "Batches being delivered to the target now", ["route"],
-                               registry=r)
+                                       "(moves with delivery.concurrency: adaptive)", ["route", "target"], registry=r)
+        self.in_flight = Gauge(p + "requests_in_flight", "Batches being delivered to the target now",
+                               ["route", "target"], registry=r)
+        self.dropped_rows = Counter(p + "dropped_rows", "Rows an optional target never got, by why (buffer_full, "
+                                    "rejected, failed, shutdown)", ["route", "target", "reason"], registry=r)
         self.spool_bytes = Gauge(p + "spool_bytes", "Bytes of the route's spool on disk", ["route"], registry=r)
         self.spool_limit = Gauge(p + "spool_bytes_limit", "The cap on the route's spool (spool.max_bytes)", ["route"],
                                  registry=r)

@@ -20,7 +20,7 @@ def route_secrets(route: RouteConfig, usernames: bool = True) -> list[str]:
 
     ``usernames=False`` leaves out a plain ``username`` (shown requests would lose every word it is part of).
     """
-    out = []
+    out = [s for t in route.targets for s in route_secrets(t.cfg, usernames)]
     for key, value in route.auth.items():
         if isinstance(value, dict):
             out += [v.value for v in value.values() if isinstance(v, Secret)]

@@ -1,14 +1,11 @@
-"""One route's pipeline: decode → validate → batch → send, and tickets back to the caller.
+"""One route: admission (byte budgets), transcoding, tickets, the spool, and its targets' lanes.
 
-A caller's request becomes a Ticket. Its rows are split into parts (at most
-max_rows and about max_bytes each) and queued in the batcher;
-``delivery.concurrency`` workers send batches (one at a time on an ordered
-route, whose rows carry ops); each takes a slot of the route's ``Limiter``
-before it takes a batch, so with ``concurrency: adaptive`` the number in
-flight follows the target's answers. Each row's outcome flows back to its ticket; a
-ticket is done when all its parts are. A ticket nobody waits for any more
-(its call ended) has its rows withdrawn: queued parts leave the queue, and
-parts in a batch being retried leave it before the next attempt.
+A caller's request becomes a Ticket. The route's lanes (``route/lane.py``, one per target; a single-target
+route has one) batch and send its rows; each row's outcome flows back to its ticket, which is done when all
+its parts are. A ticket nobody waits for any more (its call ended) has its rows withdrawn: queued parts leave
+the queue, and parts in a batch being retried leave it before the next attempt. On a route with several
+targets (``targets:``) each target gets its share of the rows, and the caller's ticket settles from the
+required targets' shares (``route/fanout.py``).
 """
 
 from __future__ import annotations
@@ -17,45 +14,24 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-from bridge.dialects import DIALECTS
 from bridge.model.config import LimitsConfig, RouteConfig
 from bridge.model.errors import BatchRejected
-from bridge.model.outcome import Outcome
-from bridge.model.rows import Op, RowError, Rows
-from bridge.model.tickets import SHUTTING_DOWN, Part, Ticket
+from bridge.model.rows import RowError, Rows
+from bridge.model.tickets import SHUTTING_DOWN, Share, Ticket
 from bridge.ops.metrics import Metrics
 from bridge.proto import pb
-from bridge.route.batcher import Batcher
+from bridge.route import fanout
 from bridge.route.budget import ByteBudget
-from bridge.route.discover import Discovery
-from bridge.route.settle import held_back, settle
-from bridge.send.concurrency import Limiter
-from bridge.send.load import Load
-from bridge.send.retry import RetryPolicy
-from bridge.send.sender import Result, Sender, trace_field
+from bridge.route.lane import Lane, RouteStats, dialect_ordered, part_size
 from bridge.send.transport import Transport
 from bridge.spool.records import leave_out
 from bridge.spool.spool import Spool
-from bridge.transcode import Plan, transcoder
 
 log = logging.getLogger("bridge.route.pipeline")
 
-__all__ = ["RoutePipeline", "Ticket"]
-
-
-@dataclass
-class RouteStats:
-    """Counters the demo prints (Prometheus metrics build on the same numbers)."""
-
-    requests: int = 0
-    rows_in: int = 0
-    rows_rejected: int = 0
-    rows_delivered: int = 0
-    batches_sent: int = 0
-    batches_failed: int = 0
+__all__ = ["Lane", "RoutePipeline", "RouteStats", "Ticket", "dialect_ordered", "part_size"]
 
 
 class RoutePipeline:
@@ -64,41 +40,17 @@ class RoutePipeline:
         self.cfg = cfg
         self.metrics = metrics
         self.name = cfg.name
-        self.dialect = DIALECTS[cfg.dialect](cfg)
-        self.discovery: Discovery | None = None
-        if cfg.discover:
-            self.discovery = Discovery(self.dialect, transport, self._discovered, min(cfg.delivery.timeout, 10.0))
-        self.apply_limits(limits)
-        self.budget = ByteBudget(cfg.batch.max_buffered_bytes, global_budget)
-        cap = self.dialect.rows_per_request()
-        self.max_rows = cfg.batch.max_rows if cap is None else max(1, min(cap, cfg.batch.max_rows))
-        self.stats = RouteStats()
-        # Rows that carry ops (deletes, upserts) must reach the target in the order they came: one batch in
-        # flight at a time, and never a batch past one that is being retried.
-        d = cfg.delivery
-        self.ordered = dialect_ordered(self.dialect) if d.ordered is None else d.ordered
-        if self.ordered:
-            self.limiter = Limiter(1)
-        elif d.adaptive is not None:
-            self.limiter = Limiter(d.adaptive.min, adaptive=True, minimum=d.adaptive.min, maximum=d.adaptive.max)
-        else:
-            self.limiter = Limiter(d.concurrency)
-        self.sender = Sender(self.dialect, transport, RetryPolicy(d), cfg.batch.max_bytes, metrics, self.limiter)
-        if metrics is not None:
-            metrics.buffered_bytes.labels(self.name).set_function(lambda: self.budget.used)
-            metrics.buffered_limit.labels(self.name).set(self.budget.cap)
-            metrics.concurrency_limit.labels(self.name).set_function(lambda: self.limiter.limit)
-            metrics.in_flight.labels(self.name).set_function(lambda: self.limiter.in_flight)
-        self.batcher = Batcher(self.max_rows, cfg.batch.max_bytes, cfg.batch.linger, self.ordered,
-                               self.budget.release)
-        self._workers: list[asyncio.Task] = []
+        self.lanes = [Lane(t, transport, global_budget, metrics, limits) for t in cfg.lanes()]
+        self.required = [lane for lane in self.lanes if lane.required]
+        self.optional = [lane for lane in self.lanes if not lane.required]
+        self.fanout = bool(cfg.targets)
+        self.limits = limits
         self.admitting = 0  # callers' messages between reserve() and submit()
         self._admitted = asyncio.Event()
         self._started = asyncio.Event()  # a spooled route takes rows once its log is open
-        self._inflight: dict[int, list[Part]] = {}
         self._closing = False
-        # The reason of the last batch that failed for good, None after a delivered one (for /readyz).
-        self.last_failure: str | None = None
+        # Optional targets' drops are logged at most once per 10 s per target (they may come by the thousand).
+        self._drop_logged: dict[str, float] = {}
         self.spool: Spool | None = None
         if cfg.spool is not None:
             self.spool = Spool(cfg.name, cfg.spool, metrics)
@@ -108,40 +60,76 @@ class RoutePipeline:
                 metrics.spool_limit.labels(self.name).set(cfg.spool.max_bytes)
                 metrics.dead_letter_rows.labels(self.name).set_function(lambda: spool.dead_rows)
 
-    def apply_limits(self, limits: LimitsConfig | None) -> None:
-        """(Re)build the transcoder with the bridge's limits; a reload applies new limits so, to new requests."""
-        cfg = self.cfg
-        self.limits = limits
-        columns = (self.discovery.columns or ()) if self.discovery is not None else (cfg.columns or ())
-        self.transcoder = transcoder(Plan(
-            route=cfg.name,
-            timestamps=cfg.options.get("timestamps", "rfc3339"),
-            rfc3339_columns=self.dialect.rfc3339_columns(),
-            descriptor_set=cfg.options.get("descriptor_set") or "",
-            columns=columns,
-            discover=cfg.discover,
-            unknown_columns=cfg.unknown_columns,
-            parse_json=bool(columns) or self.dialect.parses_json_rows(),
-            rows_as_objects=self.dialect.sends_rows_as_objects(),
-            reserved_columns=self.dialect.reserved_columns(),
-            limits=limits,
-            row_checks=(self.dialect.reject_ops, self.dialect.check_rows),
-        ))
+    # The first target's parts, as one: what a single-target route is made of (and explain, tests, the demo read).
+    @property
+    def lane(self) -> Lane:
+        return self.lanes[0]
 
-    def _discovered(self, columns: tuple) -> None:
-        self.apply_limits(self.limits)  # the transcoder validates against the target's columns from now on
+    @property
+    def dialect(self) -> Any:
+        return self.lanes[0].dialect
+
+    @property
+    def budget(self) -> ByteBudget:
+        return self.lanes[0].budget
+
+    @property
+    def batcher(self) -> Any:
+        return self.lanes[0].batcher
+
+    @property
+    def limiter(self) -> Any:
+        return self.lanes[0].limiter
+
+    @property
+    def sender(self) -> Any:
+        return self.lanes[0].sender
+
+    @property
+    def transcoder(self) -> Any:
+        return self.lanes[0].transcoder
+
+    @property
+    def stats(self) -> RouteStats:
+        return self.lanes[0].stats
+
+    @property
+    def ordered(self) -> bool:
+        return self.lanes[0].ordered
+
+    @property
+    def max_rows(self) -> int:
+        return min(lane.max_rows for lane in self.required)
+
+    @property
+    def discovery(self) -> Any:
+        return self.lanes[0].discovery
+
+    @property
+    def last_failure(self) -> str | None:
+        """The last batch's failure of a required target (None after a delivered one)."""
+        return next((lane.last_failure for lane in self.required if lane.last_failure is not None), None)
+
+    @property
+    def resource_type(self) -> str:
+        return self.dialect.resource_type if not self.fanout else "target"
+
+    def apply_limits(self, limits: LimitsConfig | None) -> None:
+        """A reload's new limits, to new requests (each target's transcoder is built again)."""
+        self.limits = limits
+        for lane in self.lanes:
+            lane.apply_limits(limits)
 
     @property
     def columns(self) -> tuple:
         """The columns rows are validated against: declared, or read from the target (empty: none)."""
-        if self.discovery is not None:
-            return self.discovery.columns or ()
-        return self.cfg.columns or ()
+        return self.lanes[0].columns
 
     @property
     def schema_problem(self) -> str | None:
         """Why a discover route takes no rows yet (None: it does)."""
-        return self.discovery.problem if self.discovery is not None else None
+        d = self.lanes[0].discovery
+        return d.problem if d is not None else None
 
     @contextlib.asynccontextmanager
     async def admission(self) -> AsyncIterator[None]:
@@ -164,24 +152,47 @@ class RoutePipeline:
 
     @property
     def full(self) -> bool:
-        """The route takes no more rows until some are delivered."""
+        """The route takes no more rows until some are delivered (to a required target)."""
         if self.spool is not None:
             return self.spool.full
-        return self.budget.blocked or (self.budget.parent is not None and self.budget.parent.blocked)
+        return any(lane.full for lane in self.required)
 
     # -- receive side ------------------------------------------------------------
     def prepare(self, request: Any, size: int | None = None, raw: bytes | None = None
-                ) -> tuple[Rows, list[RowError]]:
+                ) -> tuple[Rows | fanout.Fanned, list[RowError]]:
         """Transcode one request: the rows to send and the rows rejected (by caller index).
 
         ``size`` is the request's wire size and ``raw`` its wire bytes (see ``Transcoder.transcode``). On a
-        ``reject_batch`` route one bad row refuses the request.
+        ``reject_batch`` route one bad row refuses the request. A route with several targets gives each
+        target's rows (``Fanned``).
         """
-        if self.discovery is not None and self.discovery.columns is None:
+        d = self.lanes[0].discovery
+        if d is not None and d.columns is None:
             raise BatchRejected("UNAVAILABLE", "SCHEMA_UNKNOWN",
                                 f"route {self.name!r} validates rows against its target's schema and has not read "
-                                f"it yet ({self.discovery.problem}); it keeps trying", retry_after=2.0)
-        rows, errors = self.transcoder.transcode(request, size, raw)
+                                f"it yet ({d.problem}); it keeps trying", retry_after=2.0)
+        if not self.fanout:
+            rows, errors = self.lanes[0].transcoder.transcode(request, size, raw)
+            self._reject_batch(errors)
+            return rows, errors
+        read = {lane.name: lane.transcoder.transcode(request, size, raw) for lane in self.lanes}
+        errors, blame = fanout.merge_errors([(lane.name, read[lane.name][1]) for lane in self.required])
+        self._reject_batch(errors)
+        rejected = {e.index for e in errors}
+        out = fanout.Fanned({}, blame)
+        for lane in self.lanes:
+            rows, own = read[lane.name]
+            if not lane.required:
+                mine = {e.index for e in own} - rejected
+                if mine:
+                    out.dropped[lane.name] = len(mine)
+                rows = fanout.without(rows, rejected | mine)
+            else:
+                rows = fanout.without(rows, rejected - {e.index for e in own})
+            out.rows[lane.name] = rows
+        return out, errors
+
+    def _reject_batch(self, errors: list[RowError]) -> None:
         if errors and self.cfg.on_bad_row == "reject_batch":
             raise BatchRejected(
                 "INVALID_ARGUMENT", "INVALID_ROWS",
@@ -189,7 +200,6 @@ class RoutePipeline:
                 f"route {self.name!r} takes a batch whole or not at all",
                 row_errors=errors,
             )
-        return rows, errors
 
     def rows_of(self, request: bytes, skip: list[int]) -> tuple[Rows, list[RowError]]:
         """A neutral spool record (a caller's request, as written by a route with several targets) as this
@@ -207,64 +217,144 @@ class RoutePipeline:
         return wire_bytes * (2 if request.WhichOneof("payload") == "json" else 5)
 
     async def reserve(self, nbytes: int) -> None:
-        """Waits while the route's (or the bridge's) buffer is full: the caller's stream is not read meanwhile."""
+        """Waits while a required target's (or the bridge's) buffer is full: the caller's stream is not read
+        meanwhile. Each required target holds its own copy of the rows, so each is charged."""
         if self._closing:
             raise _shutting_down()
-        await self.budget.acquire(nbytes)
+        taken: list[Lane] = []
+        try:
+            for lane in self.required:
+                await lane.budget.acquire(nbytes)
+                taken.append(lane)
+        except BaseException:
+            for lane in taken:
+                lane.budget.release(nbytes)
+            raise
 
-    async def submit(self, ticket: Ticket, rows: Rows, nbytes: int, wire_bytes: int = 0) -> None:
+    def release(self, nbytes: int) -> None:
+        """Give back what ``reserve`` took (the request was not submitted)."""
+        for lane in self.required:
+            lane.budget.release(nbytes)
+
+    async def submit(self, ticket: Ticket, rows: Rows | fanout.Fanned, nbytes: int, wire_bytes: int = 0) -> None:
         """Hand rows to the batcher; ``nbytes`` were reserved for them and are released as they are delivered."""
         if self._closing:
-            self.budget.release(nbytes)
+            self.release(nbytes)
             raise _shutting_down()
-        n = len(rows)
-        self.stats.requests += 1
-        self.stats.rows_in += ticket.total
-        self.stats.rows_rejected += len(ticket.errors)
+        for lane in self.lanes:
+            lane.stats.requests += 1
+            lane.stats.rows_in += ticket.total
+        self.lanes[0].stats.rows_rejected += len(ticket.errors)
         if self.metrics is not None:
             m = self.metrics
             m.received_batches.labels(self.name).inc()
             m.received_rows.labels(self.name).inc(ticket.total)
             m.received_bytes.labels(self.name).inc(wire_bytes)
-            if ticket.errors:
-                m.rejected_rows.labels(self.name, "bridge").inc(len(ticket.errors))
-        if n == 0:
-            self.budget.release(nbytes)
+            blame = rows.blame if isinstance(rows, fanout.Fanned) else {self.lanes[0].name: len(ticket.errors)}
+            for target, n in blame.items():
+                if n:
+                    m.rejected_rows.labels(self.name, target, "bridge").inc(n)
+        if len(rows) == 0:
+            self.release(nbytes)
             ticket.finish()
+            return
+        if isinstance(rows, fanout.Fanned):
+            await self._fan_out(ticket, rows, nbytes, wire_bytes)
             return
         if self.spool is not None:
             if not self._started.is_set():
                 await self._started.wait()  # a reload: the route it replaces still has the log
                 if self._closing:
-                    self.budget.release(nbytes)
+                    self.release(nbytes)
                     raise _shutting_down()
             try:
                 await self.spool.accept(ticket, rows)  # the caller's ack waits for the fsync, not the target
             finally:
-                self.budget.release(nbytes)
+                self.release(nbytes)
             return
         await self.enqueue_rows(ticket, rows, nbytes, wire_bytes)
 
     async def enqueue_rows(self, ticket: Ticket, rows: Rows, nbytes: int, wire_bytes: int = 0) -> None:
-        """Split rows into parts for the batcher; the ticket settles when every part is delivered."""
-        n = len(rows)
-        per_row = max(1, nbytes // n)
-        step, body_per_row = part_size(n, self.max_rows, self.cfg.batch.max_bytes, wire_bytes or nbytes)
-        slices = [rows] if n <= step else [rows.slice(i, min(n, i + step)) for i in range(0, n, step)]
-        ticket.pending = len(slices)
-        loop = asyncio.get_running_loop()
-        parts = [Part(ticket, s, per_row * len(s), loop.time(), body_per_row * len(s)) for s in slices]
-        parts[-1].nbytes += nbytes - per_row * n  # every reserved byte belongs to a part
-        await self._enqueue(parts)
+        """Split rows into parts for the batcher; the ticket settles when every part is delivered (the spool's
+        ``Downstream``)."""
+        await self.lanes[0].enqueue_rows(ticket, rows, nbytes, wire_bytes)
+
+    async def _fan_out(self, ticket: Ticket, fanned: fanout.Fanned, nbytes: int, wire_bytes: int) -> None:
+        """Each target's share of the rows to its lane: the required ones' on the budget ``reserve`` took, an
+        optional one's only if its own buffer has room now (else they are dropped for it)."""
+        sent = len(fanned.rows[self.required[0].name])
+        shares: list[Share] = []
+
+        def settled(_: Share) -> None:
+            if all(s.future.done() for s in shares):
+                fanout.combine(ticket, shares, sent)
+
+        work = []
+        ticket.shares = []
+        for lane in self.required:
+            share = Share(ticket, lane.name, self.name, ticket.sequence, sent, ticket.deadline, ticket.trace,
+                          settled)
+            shares.append(share)
+            ticket.shares.append((lane, share))
+            parts = lane.cut(share, fanned.rows[lane.name], nbytes, wire_bytes)
+            share.pending = len(parts)
+            work.append((lane, parts))
+        for lane, why in fanned.dropped.items():
+            self._drop(lane, why, "rejected")
+        for lane in self.optional:
+            rows = fanned.rows[lane.name]
+            if not rows:
+                continue
+            if not lane.take(nbytes):
+                ticket.upstream[lane.name] = "DROPPED buffer full"
+                self._drop(lane.name, len(rows), "buffer_full")
+                continue
+            ticket.upstream[lane.name] = "QUEUED"
+            share = Share(None, lane.name, self.name, ticket.sequence, len(rows), None, ticket.trace,
+                          self._optional_done)
+            parts = lane.cut(share, rows, nbytes, wire_bytes)
+            share.pending = len(parts)
+            work.append((lane, parts))
+        for i, (lane, parts) in enumerate(work):
+            try:
+                await lane.put(parts)
+            except asyncio.CancelledError:
+                # The caller left while its rows were being queued (that lane released its own): the rest
+                # are never queued, so their room goes back now.
+                for other, rest in work[i + 1:]:
+                    other.budget.release(sum(p.nbytes for p in rest))
+                raise
+
+    def _optional_done(self, share: Share) -> None:
+        f = share.failure
+        if f is not None:
+            lost = share.total - share.accepted
+            if lost > 0:
+                self._drop(share.lane, lost, "shutdown" if f.reason == SHUTTING_DOWN.reason else "failed",
+                           f"{f.code} {f.reason}: {f.message}")
+
+    def _drop(self, target: str, n: int, reason: str, detail: str = "") -> None:
+        lane = next(lane for lane in self.lanes if lane.name == target)
+        lane.stats.rows_dropped += n
+        if self.metrics is not None:
+            self.metrics.dropped_rows.labels(self.name, target, reason).inc(n)
+        now = asyncio.get_running_loop().time()
+        if now - self._drop_logged.get(target, -1e9) >= 10.0:
+            self._drop_logged[target] = now
+            log.warning("route=%s target=%s (optional) dropped %d row(s): %s%s", self.name, target, n, reason,
+                        f" ({detail})" if detail else "")
 
     def forget(self, ticket: Ticket, why: str = "the caller's call ended before its rows were delivered") -> None:
         """Nobody waits for this ticket any more: its queued rows leave the queue, and rows in a batch being
-        retried leave it before the next attempt. A request already on the wire is not recalled."""
+        retried leave it before the next attempt. A request already on the wire is not recalled. An optional
+        target's rows go on."""
         ticket.withdraw("CANCELLED", why)
-        self.batcher.forget(ticket)
-
-    async def _enqueue(self, parts: list[Part]) -> None:
-        await self.batcher.put(parts)
+        if ticket.shares is None:
+            self.lanes[0].forget(ticket)
+            return
+        for lane, share in ticket.shares:
+            share.withdraw("CANCELLED", why)
+            lane.forget(share)
 
     # -- batch side ----------------------------------------------------------------
     def start(self) -> None:
@@ -272,126 +362,21 @@ class RoutePipeline:
         if self.spool is not None:
             self.spool.open()
             self.spool.start(self)
-        if self.discovery is not None:
-            self.discovery.start()
-        workers = 1 if self.ordered else self.limiter.maximum
-        for i in range(workers):
-            self._workers.append(asyncio.create_task(self._worker(), name=f"route-{self.name}-{i}"))
+        for lane in self.lanes:
+            lane.start()
         self._started.set()
-
-    async def _worker(self) -> None:
-        limiter = self.limiter
-        while True:
-            # A slot first, then a batch: while the target is busy, rows wait in the batcher and fill batches.
-            await limiter.acquire()
-            try:
-                parts = await self.batcher.next_batch()
-            except BaseException:
-                limiter.release(started=False)
-                raise
-            if parts is None:
-                limiter.release(started=False)
-                return
-            key = id(parts)
-            self._inflight[key] = parts
-            limiter.start()
-            try:
-                await self._deliver(parts)
-            finally:
-                limiter.release()
-                del self._inflight[key]
-                self.budget.release(sum(p.nbytes for p in parts))
-            # Let the callers that just heard their outcome act on it (an Ingest call that failed withdraws
-            # its other rows) before this worker takes the next batch.
-            await asyncio.sleep(0)
-
-    async def _deliver(self, parts: list[Part]) -> None:
-        halted = [p for p in parts if self.ordered and p.ticket.failure is not None and p.ticket.gone is None]
-        results: list[Result] = []
-        if halted:
-            # An earlier batch of the same request failed: on an ordered route the rest of it is not sent.
-            parts = [p for p in parts if p not in halted]
-            results += [(Load.of([p]), held_back(p.ticket.failure)) for p in halted]  # type: ignore[arg-type]
-        live = Load.of(parts)
-        try:
-            # Durable rows on an ordered route wait for the target however long it takes: a record given up
-            # on and tried again later would reach the target after the ones behind it.
-            forever = self.ordered and all(p.ticket.durable for p in parts)
-            results += await self.sender.deliver(live, forever) if parts else []
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            # A fault in a dialect must still answer every caller.
-            log.exception("route=%s internal error while sending a batch", self.name)
-            results.append((live, Outcome(code="INTERNAL", reason="BRIDGE_ERROR",
-                                          message=f"internal error in the bridge: {type(e).__name__}")))
-        self._count(results)
-        for part in settle(results, self.stats):
-            part.ticket.pending -= 1
-            if part.ticket.pending <= 0:
-                part.ticket.finish()
-
-    def _count(self, results: list[Result]) -> None:
-        m = self.metrics
-        for load, o in results:
-            n = len(load)
-            if o.reason == "WITHDRAWN":
-                continue
-            if o.ok:
-                self.stats.batches_sent += 1
-                self.last_failure = None
-            else:
-                self.stats.batches_failed += 1
-                self.last_failure = o.reason or o.code
-                sequences = sorted({p.owner.ticket.sequence for p in load.pieces})
-                log.warning("route=%s sequences=%s rows=%d batch failed: %s %s: %s%s", self.name,
-                            ",".join(map(str, sequences[:20])), n, o.code, o.reason, o.message,
-                            trace_field(load.traces()))
-            if m is not None:
-                outcome = "ok" if o.ok else "failed"
-                m.sent_batches.labels(self.name, outcome).inc()
-                m.sent_rows.labels(self.name, outcome).inc(n - len(o.row_errors) if o.ok else n)
-                if o.ok and o.row_errors:
-                    m.rejected_rows.labels(self.name, "target").inc(len(o.row_errors))
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush what is buffered (linger no longer waits), then stop; what is left fails as UNAVAILABLE."""
         self._closing = True
-        self.batcher.closing = True
-        if self.discovery is not None:
-            await self.discovery.stop()
+        for lane in self.lanes:
+            lane.closing = True
         if self.spool is not None:
             # Spooled rows are safe on disk: stop handing out more, let the batches in flight finish if they can.
             await self.spool.stop_pump()
-        await self.batcher.wake()
-        if self._workers:
-            _, running = await asyncio.wait(self._workers, timeout=timeout)
-            # Taken before the cancel: a cancelled worker forgets its batch on the way out.
-            late = [p for parts in self._inflight.values() for p in parts]
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-            for p in late:
-                p.ticket.fail(SHUTTING_DOWN)
-        for p in self.batcher.drain():
-            p.ticket.fail(SHUTTING_DOWN)
+        await asyncio.gather(*(lane.close(timeout) for lane in self.lanes))
         if self.spool is not None:
             await self.spool.close()
-
-
-def part_size(n: int, max_rows: int, max_bytes: int, wire_bytes: int) -> tuple[int, int]:
-    """Rows per part of a request of ``n`` rows, and each row's estimated body bytes.
-
-    JSON is about as large as the protobuf it came in, so a row's body is estimated from the request's wire
-    size. ``ingest-bridge explain`` cuts rows with the same numbers.
-    """
-    body_per_row = max(1, wire_bytes // n)
-    return max(1, min(max_rows, max_bytes // body_per_row)), body_per_row
-
-
-def dialect_ordered(dialect: Any) -> bool:
-    """A route whose target takes deletes or upserts keeps its rows in order by default."""
-    return dialect.supported_ops() != frozenset({Op.INSERT})
 
 
 def _shutting_down() -> BatchRejected:

@@ -59,7 +59,7 @@ def trace_field(traces: list[str]) -> str:
 
 class Sender:
     def __init__(self, dialect: Target, transport: Transport, policy: RetryPolicy, max_bytes: int,
-                 metrics: Metrics | None = None, limiter: Limiter | None = None) -> None:
+                 metrics: Metrics | None = None, limiter: Limiter | None = None, target: str = "") -> None:
         self.metrics = metrics
         self.limiter = limiter  # told of every answer (adaptive concurrency)
         self.dialect = dialect
@@ -67,6 +67,8 @@ class Sender:
         self.policy = policy
         self.max_bytes = max_bytes
         self.route = dialect.route.name
+        # The ``target`` label: the target's name on a route with several, else its dialect.
+        self.target = target or dialect.route.dialect
         self.redact = Redactor(route_secrets(dialect.route))
 
     async def _attempt(self, request: HttpRequest, body: bytes, headers: dict[str, str], load: Load,
@@ -115,8 +117,9 @@ class Sender:
     def _observe(self, http_status: int | None, started: float, nbytes: int) -> None:
         if self.metrics is not None:
             m = self.metrics
-            m.upstream_seconds.labels(self.route, status_class(http_status)).observe(time.perf_counter() - started)
-            m.sent_bytes.labels(self.route).inc(nbytes)
+            seconds = time.perf_counter() - started
+            m.upstream_seconds.labels(self.route, self.target, status_class(http_status)).observe(seconds)
+            m.sent_bytes.labels(self.route, self.target).inc(nbytes)
 
     async def _send_once(self, load: Load, request: HttpRequest, forever: bool) -> Result:
         """One request with retries; the rows nobody waits for leave it before each attempt."""
@@ -140,7 +143,7 @@ class Sender:
                     body = await compress_async(body, request.compression)
                     headers = {**headers, "Content-Encoding": request.compression}
             if previous and self.metrics is not None:
-                self.metrics.retries.labels(self.route, previous[-1].reason or previous[-1].code).inc()
+                self.metrics.retries.labels(self.route, self.target, previous[-1].reason or previous[-1].code).inc()
             outcome = await self._attempt(request, body, headers, current, timeout)
             previous.append(outcome)
             return outcome

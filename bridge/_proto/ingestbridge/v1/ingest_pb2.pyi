@@ -246,18 +246,34 @@ class ListRoutesResponse(_message.Message):
     def __init__(self, routes: _Optional[_Iterable[_Union[RouteInfo, _Mapping]]] = ...) -> None: ...
 
 class RouteInfo(_message.Message):
-    __slots__ = ("name", "dialect", "columns", "ops", "max_rows_per_request")
+    __slots__ = ("name", "dialect", "columns", "ops", "max_rows_per_request", "targets")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIALECT_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
     MAX_ROWS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dialect: str
     columns: _containers.RepeatedCompositeFieldContainer[ColumnInfo]
     ops: _containers.RepeatedScalarFieldContainer[Op]
     max_rows_per_request: int
-    def __init__(self, name: _Optional[str] = ..., dialect: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., ops: _Optional[_Iterable[_Union[Op, str]]] = ..., max_rows_per_request: _Optional[int] = ...) -> None: ...
+    targets: _containers.RepeatedCompositeFieldContainer[TargetInfo]
+    def __init__(self, name: _Optional[str] = ..., dialect: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., ops: _Optional[_Iterable[_Union[Op, str]]] = ..., max_rows_per_request: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ...) -> None: ...
+
+class TargetInfo(_message.Message):
+    __slots__ = ("name", "dialect", "required", "ops", "max_rows_per_request")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIALECT_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dialect: str
+    required: bool
+    ops: _containers.RepeatedScalarFieldContainer[Op]
+    max_rows_per_request: int
+    def __init__(self, name: _Optional[str] = ..., dialect: _Optional[str] = ..., required: _Optional[bool] = ..., ops: _Optional[_Iterable[_Union[Op, str]]] = ..., max_rows_per_request: _Optional[int] = ...) -> None: ...
 
 class ColumnInfo(_message.Message):
     __slots__ = ("name", "type", "nullable", "base_type")
