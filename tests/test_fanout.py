@@ -320,3 +320,32 @@ async def test_a_reload_turns_a_single_target_route_into_a_fan_out_one_without_l
     # After the switch, rows went to both; the acks of the fan-out version name both targets.
     assert copy and set(copy) <= set(main)
     assert any("copy" in a.upstream and a.upstream["main"] == "OK" for a in acks)
+
+
+def test_check_explain_and_schema_show_each_target(tmp_path, capsys):
+    from bridge.cli import main
+
+    path = tmp_path / "fan.yaml"
+    path.write_text(yaml.safe_dump({"routes": {"r": {"columns": {"k": "string", "v": "int"}, "targets": [
+        {"name": "sink", "dialect": "http", "url": "http://127.0.0.1:9/in"},
+        {"name": "tp", "dialect": "timeplus", "url": "http://127.0.0.1:9/default", "target": "kv",
+         "auth": {"username": "ingest", "password": "s3cret-pw"}},
+        {"name": "spare", "dialect": "http", "url": "http://127.0.0.1:9/spare", "required": False}]}}}))
+    assert main(["check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "route r: 3 targets" in out and "target tp (required): dialect=timeplus" in out
+    assert "target spare (optional): dialect=http url=http://127.0.0.1:9/spare" in out
+    assert "s3cret-pw" not in out and "'password': '***'" in out
+    rows = tmp_path / "rows.ndjson"
+    rows.write_text('{"k": "a", "v": 1}\n{"k": "b", "v": 2}\n')
+    assert main(["explain", "--config", str(path), "--route", "r", str(rows)]) == 0
+    out = capsys.readouterr().out
+    assert "== target sink (required)" in out and "== target spare (optional)" in out
+    assert "POST http://127.0.0.1:9/in" in out and "/default/api/v1beta2/streams/kv/ingest" in out
+    assert "route 'r' (timeplus): 2 row(s) in, 2 to send in 1 HTTP request(s), 0 rejected" in out
+    assert "s3cret-pw" not in out
+    # The http targets are not ClickHouse's (no INSERT INTO): schema says so for them and writes the others.
+    assert main(["schema", "--config", str(path), "--route", "r"]) == 2
+    out, err = capsys.readouterr()
+    assert "-- target 'tp'" in out and "CREATE STREAM" in out
+    assert "target 'sink': route 'r' is an http route without INSERT INTO" in err

@@ -50,7 +50,7 @@ def test_the_dashboard_and_the_rules_cover_what_operators_watch():
     dash = " ".join(dashboard_exprs())
     for metric in ("received_rows_total", "sent_rows_total", "rejected_rows_total",
                    "upstream_request_duration_seconds_bucket", "buffered_bytes", "spool_bytes", "retries_total",
-                   "concurrency_limit", "dead_letter_rows"):
+                   "concurrency_limit", "dead_letter_rows", "dropped_rows_total"):
         assert f"ingest_bridge_{metric}" in dash, metric
     alerts = {r["alert"] for g in yaml.safe_load((GRAFANA / "alerts.yaml").read_text())["groups"]
               for r in g["rules"]}
@@ -69,6 +69,12 @@ async def test_every_metric_they_use_is_served_by_a_live_bridge(tmp_path):
         "spooled": {"dialect": "http", "url": target.url + "/in", "batch": {"linger": "0s"},
                     "delivery": {**fast_delivery(), "concurrency": "adaptive"},
                     "spool": {"dir": str(tmp_path)}},
+        # Two targets, the optional one away: its rows are dropped and counted.
+        "fanned": {"targets": [
+            {"name": "main", "dialect": "http", "url": target.url + "/in", "batch": {"linger": "0s"},
+             "delivery": fast_delivery()},
+            {"name": "spare", "required": False, "dialect": "http", "url": "http://127.0.0.1:9/in",
+             "batch": {"linger": "0s"}, "delivery": fast_delivery(max_elapsed="100ms")}]},
     }}
     bridge = Bridge(parse_config(yaml.safe_dump(doc), env={}))
     await bridge.start()
@@ -91,6 +97,10 @@ async def test_every_metric_they_use_is_served_by_a_live_bridge(tmp_path):
                 await stub.IngestBatch(pb.IngestRequest(route="plain", sequence=3, json=req.json))
             except grpc.aio.AioRpcError as e:
                 assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+            ack = await stub.IngestBatch(sample.json_request("fanned", 4, range(2)))
+            assert (ack.accepted, ack.upstream["main"]) == (2, "OK")
+            spare = bridge.routes["fanned"].lanes[1]
+            await wait_until(lambda: spare.stats.rows_dropped == 2, what="the optional target's rows dropped")
         async with aiohttp.ClientSession() as http, \
                 http.get(f"http://127.0.0.1:{bridge.http_port}/metrics") as resp:
             text = await resp.text()

@@ -231,9 +231,14 @@ def main(args: argparse.Namespace) -> int:
         order = [c.strip() for c in args.order_by.split(",")] if args.order_by else None
         if not pipe.cfg.targets:
             print(schema(pipe.cfg, args.message_type, order, args.clickhouse_version))
-        for t in pipe.cfg.targets:  # several targets: each one's schema
-            print(f"-- target {t.name!r}\n" + schema(t.cfg, args.message_type, order, args.clickhouse_version))
     except (UnknownRoute, NoSchema) as e:
         print(f"ingest-bridge schema: {e.args[0]}", file=sys.stderr)
         return 2
-    return 0
+    status = 0
+    for t in pipe.cfg.targets:  # several targets: each one's schema, and why not for those it cannot write
+        try:
+            print(f"-- target {t.name!r}\n" + schema(t.cfg, args.message_type, order, args.clickhouse_version))
+        except NoSchema as e:
+            print(f"ingest-bridge schema: target {t.name!r}: {e.args[0]}", file=sys.stderr)
+            status = 2
+    return status
