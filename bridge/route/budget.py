@@ -43,6 +43,13 @@ class ByteBudget:
                     full._waiters.remove(fut)
         self._take(n)
 
+    def try_acquire(self, n: int) -> bool:
+        """Take ``n`` now if it fits and nobody waits (an optional target's buffer never waits): False if not."""
+        if self._waiters or not self.fits(n):
+            return False
+        self._take(n)
+        return True
+
     def _take(self, n: int) -> None:
         self.used += n
         self.peak = max(self.peak, self.used)

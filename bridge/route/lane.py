@@ -130,10 +130,7 @@ class Lane:
 
     def take(self, nbytes: int) -> bool:
         """Room for ``nbytes`` now, without waiting (an optional target's buffer): False when there is none."""
-        if self.closing or self.budget.blocked or not self.budget.fits(nbytes):
-            return False
-        self.budget._take(nbytes)
-        return True
+        return not self.closing and self.budget.try_acquire(nbytes)
 
     def cut(self, ticket: Ticket, rows: Rows, nbytes: int, wire_bytes: int = 0) -> list[Part]:
         """Rows in parts for the batcher (the ticket's ``pending`` is the caller's to add them to)."""

@@ -299,8 +299,8 @@ class RoutePipeline:
             parts = lane.cut(share, fanned.rows[lane.name], nbytes, wire_bytes)
             share.pending = len(parts)
             work.append((lane, parts))
-        for lane, why in fanned.dropped.items():
-            self._drop(lane, why, "rejected")
+        for name, n in fanned.dropped.items():
+            self._drop(name, n, "rejected")
         for lane in self.optional:
             rows = fanned.rows[lane.name]
             if not rows:
