@@ -349,3 +349,14 @@ def test_check_explain_and_schema_show_each_target(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "-- target 'tp'" in out and "CREATE STREAM" in out
     assert "target 'sink': route 'r' is an http route without INSERT INTO" in err
+
+
+async def test_each_lane_reads_a_neutral_spool_record_with_its_own_transcoder(sink, tp, bridge_factory):
+    # What a spool with one cursor per target will hand each lane (its Downstream): the caller's request bytes.
+    b = await bridge_factory({"r": {"targets": [sink_target(sink), tp_target(tp)]}})
+    sink_lane, tp_lane = b.routes["r"].lanes
+    request = kv(1, ["a", "b", "c"], [pb.OP_INSERT, pb.OP_DELETE, pb.OP_INSERT]).SerializeToString()
+    rows, errors = sink_lane.rows_of(request, [2])
+    assert [rows.caller_index(p) for p in range(len(rows))] == [0] and [e.index for e in errors] == [1]
+    rows, errors = tp_lane.rows_of(request, [2])
+    assert [rows.caller_index(p) for p in range(len(rows))] == [0, 1] and errors == []

@@ -18,9 +18,10 @@ from bridge.dialects import DIALECTS
 from bridge.model.config import LimitsConfig, TargetConfig
 from bridge.model.errors import BatchRejected
 from bridge.model.outcome import Outcome
-from bridge.model.rows import Op, Rows
+from bridge.model.rows import Op, RowError, Rows
 from bridge.model.tickets import SHUTTING_DOWN, Part, Ticket
 from bridge.ops.metrics import Metrics
+from bridge.proto import pb
 from bridge.route.batcher import Batcher
 from bridge.route.budget import ByteBudget
 from bridge.route.discover import Discovery
@@ -30,6 +31,7 @@ from bridge.send.load import Load
 from bridge.send.retry import RetryPolicy
 from bridge.send.sender import Result, Sender, trace_field
 from bridge.send.transport import Transport
+from bridge.spool.records import leave_out
 from bridge.transcode import Plan, transcoder
 
 log = logging.getLogger("bridge.route.pipeline")
@@ -146,12 +148,19 @@ class Lane:
     async def put(self, parts: list[Part]) -> None:
         await self.batcher.put(parts)
 
-    # A lane is a spool's ``Downstream`` too: its own cursor in a route's log hands it records this way.
+    # A lane is a spool's ``Downstream`` (reserve, rows_of, enqueue_rows): a route with several targets and a
+    # spool gives each lane its own cursor in the route's log.
     async def reserve(self, nbytes: int) -> None:
         """Waits while the lane's (or the bridge's) buffer is full."""
         if self.closing:
             raise BatchRejected("UNAVAILABLE", "BRIDGE_SHUTTING_DOWN", SHUTTING_DOWN.message, retry_after=1.0)
         await self.budget.acquire(nbytes)
+
+    def rows_of(self, request: bytes, skip: list[int]) -> tuple[Rows, list[RowError]]:
+        """A neutral spool record (the caller's request) as this target's rows, by its own transcoder, without
+        the caller indices in ``skip``; and the rows this target rejects."""
+        rows, errors = self.transcoder.transcode(pb.IngestRequest.FromString(request), len(request), request)
+        return leave_out(rows, errors, skip)
 
     async def enqueue_rows(self, ticket: Ticket, rows: Rows, nbytes: int, wire_bytes: int = 0) -> None:
         """Rows in parts to the batcher, ``nbytes`` reserved for them; the ticket settles when every part is
