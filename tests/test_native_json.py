@@ -124,7 +124,8 @@ def compare(lim: LimitsConfig, request: pb.IngestRequest) -> str:
             assert any(r.count(b"[") + r.count(b"{") > 256 for r in request.json.objects), (want, raw)
         return "python decides"
     assert want is not None, f"the Python path rejects this batch, the native one took it: {got}"
-    data, ops_, index, errors, invalid = got
+    data, ops_, index, errors, invalid, columns = got
+    assert columns is None  # JSON rows: never a table
     assert invalid == []
     assert errors == want[3]
     assert data == want[0]
@@ -182,6 +183,7 @@ def test_each_json_row_error_is_named_natively() -> None:
          (8, "not a JSON object (a JSON float)"), (9, "not a JSON object (a JSON NoneType)"),
          (10, "not a JSON object (a JSON bool)")],
         [],
+        None,
     )
     assert compare(LimitsConfig(max_value_bytes=30, max_depth=2), pb.IngestRequest.FromString(raw)) == (
         "rows with errors")

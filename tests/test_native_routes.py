@@ -138,7 +138,8 @@ def compare(sides, name: str, raw: bytes) -> str:
     a, b = requests
     assert (a.method, a.url, a.headers, a.compression) == (b.method, b.url, b.headers, b.compression), name
     assert a.body == b.body, (name, raw)
-    native = got.columns is None and (want.columns is not None or request.WhichOneof("payload") == "json")
+    native = got.form is not None or (
+        got.columns is None and (want.columns is not None or request.WhichOneof("payload") == "json"))
     return ("native" if native else "python decides") + (" with errors" if want_errors else "")
 
 

@@ -49,12 +49,12 @@ def pipelines() -> dict[str, RoutePipeline]:
 
 
 @pytest.mark.skipif(_native is None, reason="bridge._native is not built (no cargo at install time)")
-def test_routes_choose_native_only_where_object_rows_give_the_same_requests(monkeypatch) -> None:
-    """Table bodies (CSV, Timeplus compact) stay Python: JSON rows of requests with other columns would share one."""
+def test_routes_choose_native_where_it_gives_the_same_requests(monkeypatch) -> None:
+    """Object bodies take JSON rows; table bodies (CSV, Timeplus compact) take rows pre-encoded in their form."""
     monkeypatch.delenv(transcode.PURE_ENV, raising=False)
     got = {name: p.transcoder.name == "native" for name, p in pipelines().items()}
-    assert got == {"ndjson": True, "array": True, "csv": False, "declared": True, "timeplus": False,
-                   "timeplus_ndjson": True, "axiom_csv": False}
+    assert got == {"ndjson": True, "array": True, "csv": True, "declared": True, "timeplus": True,
+                   "timeplus_ndjson": True, "axiom_csv": True}
     monkeypatch.setenv(transcode.PURE_ENV, "1")
     assert not any(p.transcoder.name == "native" for p in pipelines().values())
 

@@ -32,7 +32,7 @@ from bridge.dialects.base import (
     unreadable,
 )
 from bridge.model.outcome import Outcome
-from bridge.model.rows import RowError, Rows
+from bridge.model.rows import RowError, RowForm, Rows
 from bridge.send import answer
 from bridge.send.retry import parse_retry_after
 from bridge.transcode import formats
@@ -165,7 +165,12 @@ class AxiomDialect(Dialect):
         # would share one header.
         return self.opts["format"] in ("json", "ndjson")
 
+    def row_form(self) -> RowForm | None:
+        # Axiom documents no NULL token for CSV: null is an empty field (and "" a quoted one).
+        return RowForm("csv", self.opts["csv_delimiter"] or ",") if self.opts["format"] == "csv" else None
+
     def build(self, rows: Rows) -> HttpRequest:
+        rows = formats.as_form(rows, self.row_form())
         fmt = self.opts["format"]
         if fmt == "json":
             body = formats.json_array(rows)
@@ -183,6 +188,7 @@ class AxiomDialect(Dialect):
         if rows.columns is not None:
             if self.time_field not in rows.columns:
                 return ()
+            rows = formats.plain(rows)  # CSV lines: their values again
             i = rows.columns.index(self.time_field)
             return (values[i] for values in rows.data)
         field = self.time_field

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode
 
 from bridge.model.outcome import Outcome
-from bridge.model.rows import Op, RowError, Rows
+from bridge.model.rows import Op, RowError, RowForm, Rows
 from bridge.send import answer
 from bridge.send.http import HttpRequest, HttpResponse
 
@@ -133,6 +133,11 @@ class Dialect:
         whatever reads their values (``check_rows``, ``classify``) reads both alike. Then rows may reach
         ``build`` as JSON objects, whatever shape they came in (the native transcoder writes them so)."""
         return False
+
+    def row_form(self) -> RowForm | None:
+        """The form of this route's table bodies when each row is a run of bytes of its own (compact arrays,
+        CSV lines): ``build`` then joins rows pre-encoded in it (``Rows.form``). None: no such form."""
+        return None
 
     def reserved_columns(self) -> frozenset[str]:
         """Column names ``check_rows`` refuses in a table-shaped batch, the whole batch (JSON rows: by row)."""

@@ -33,7 +33,7 @@ from bridge.dialects.base import (
 )
 from bridge.dialects.schema import feldera_columns
 from bridge.model.outcome import Outcome
-from bridge.model.rows import Op, RowError, Rows
+from bridge.model.rows import Op, RowError, RowForm, Rows
 from bridge.send import answer
 from bridge.send.transport import TransportError
 from bridge.transcode import formats
@@ -103,7 +103,16 @@ _NULL_WORDS = ("NULL", "null")
 
 
 def _csv_values(rows: Rows, names: dict[str, str]) -> Iterator[list[tuple[str, str]]]:
-    """Per row, the string values of the columns in ``names`` (JSON rows: read from their JSON text)."""
+    """Per row, the string values of the columns in ``names`` (JSON rows: read from their JSON text; CSV lines:
+    only those that may hold one of the words, quoted, are read)."""
+    if rows.form is not None:
+        suspects = [b'"' + w.encode() + b'"' for w in (*_NULL_WORDS, "")]
+        for pos, line in enumerate(rows.data):
+            if any(s in line for s in suspects):
+                yield from _csv_values(formats.plain(rows.select([pos])), names)
+            else:
+                yield []
+        return
     if rows.columns is not None:
         at = [(i, c) for i, c in enumerate(rows.columns) if c in names]
         for values in rows.data:
@@ -173,8 +182,14 @@ class FelderaDialect(Dialect):
     def supported_ops(self) -> frozenset[Op]:
         return OPS["raw"] if self.opts["format"] == "csv" else OPS[self.opts["update_format"]]
 
+    def row_form(self) -> RowForm | None:
+        if self.opts["format"] != "csv":
+            return None
+        return RowForm("csv", ",", "NULL", tuple(c.name for c in self.route.columns or ()))
+
     def _records(self, rows: Rows) -> list[bytes]:
         """Each row as its JSON record (the error path and NDJSON)."""
+        rows = formats.plain(rows)
         fmt, ops = self.opts["update_format"], rows.ops
         if rows.columns is not None:
             make = formats.row_to_dict(rows.columns)
@@ -189,6 +204,7 @@ class FelderaDialect(Dialect):
 
     def _json_array(self, rows: Rows) -> bytes:
         """One JSON array per request: one orjson call, or one bytes join for rows passed through as JSON."""
+        rows = formats.plain(rows)
         fmt, ops = self.opts["update_format"], rows.ops
         if rows.columns is not None:
             make = formats.row_to_dict(rows.columns)
@@ -226,6 +242,7 @@ class FelderaDialect(Dialect):
         return bool(self.opts["wait_for_completion"])  # the completion token is in it
 
     def build(self, rows: Rows) -> HttpRequest:
+        rows = formats.as_form(rows, self.row_form())
         if self.opts["format"] == "csv":
             body = self._csv(rows)
         elif self.opts["array"]:

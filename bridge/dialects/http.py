@@ -18,6 +18,7 @@ from bridge.dialects.base import COMMON_OPTIONS, Dialect, Option, auth_headers_f
 from bridge.dialects.schema import clickhouse_columns, clickhouse_table
 from bridge.model.config import ColumnSpec
 from bridge.model.outcome import Outcome
+from bridge.model.rows import RowForm
 from bridge.send.http import HttpRequest, HttpResponse
 from bridge.transcode import formats
 
@@ -93,7 +94,11 @@ class HttpDialect(Dialect):
     def sends_rows_as_objects(self) -> bool:
         return self.format in ("ndjson", "json")
 
+    def row_form(self) -> RowForm | None:
+        return RowForm("csv", self.opts["csv_delimiter"], CSV_NULL) if self.format == "csv" else None
+
     def build(self, rows) -> HttpRequest:
+        rows = formats.as_form(rows, self.row_form())
         if self.format == "ndjson":
             body = formats.ndjson(rows)
         elif self.format == "json":

@@ -19,7 +19,7 @@ from bridge.dialects.schema import timeplus_columns
 from bridge.model.config import ColumnSpec
 from bridge.model.errors import BatchRejected
 from bridge.model.outcome import Outcome
-from bridge.model.rows import Op, RowError, Rows
+from bridge.model.rows import Op, RowError, RowForm, Rows
 from bridge.send import answer
 from bridge.send.http import HttpRequest, HttpResponse
 from bridge.transcode import formats
@@ -124,6 +124,9 @@ class TimeplusDialect(Dialect):
         # of JSON rows would join requests of different columns into one table, with nulls for the gaps.
         return self.format == "ndjson"
 
+    def row_form(self) -> RowForm | None:
+        return formats.COMPACT if self.format == "compact" else None
+
     def reserved_columns(self) -> frozenset[str]:
         return frozenset({DELTA}) if self.opts["changelog"] else frozenset()
 
@@ -151,8 +154,14 @@ class TimeplusDialect(Dialect):
         return errors
 
     def _body(self, rows: Rows) -> bytes:
+        rows = formats.as_form(rows, self.row_form())
         if self.opts["changelog"]:
             deltas = [-1 if op == Op.DELETE else 1 for op in rows.ops or [0] * len(rows)]
+            if rows.form is not None:
+                # Compact arrays: the delta goes in as the last value of each.
+                sep = b"," if rows.columns else b""
+                data = [r[:-1] + sep + str(d).encode() + b"]" for r, d in zip(rows.data, deltas, strict=True)]
+                return formats.compact(Rows((*rows.columns, DELTA), data, form=rows.form))
             if rows.columns is None and self.format == "ndjson":
                 # Each object as written, the delta appended: numbers and keys stay the caller's.
                 return b"".join(_with_delta(raw, d) for raw, d in zip(rows.data, deltas, strict=True))

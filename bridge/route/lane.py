@@ -111,6 +111,7 @@ class Lane:
             unknown_columns=cfg.unknown_columns,
             parse_json=bool(columns) or self.dialect.parses_json_rows(),
             rows_as_objects=self.dialect.sends_rows_as_objects(),
+            form=self.dialect.row_form(),
             reserved_columns=self.dialect.reserved_columns(),
             limits=limits,
             row_checks=(self.dialect.reject_ops, self.dialect.check_rows),

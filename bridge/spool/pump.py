@@ -101,7 +101,8 @@ class Pump:
                 rejected: list[RowError] = []
                 if isinstance(record, records.Neutral):
                     made, rejected = self.downstream.rows_of(record.request, record.skip)
-                    rows = Rows(made.columns, made.data, made.ops)  # by position from here on, as T and J records
+                    # By position from here on, as T and J records.
+                    rows = Rows(made.columns, made.data, made.ops, None, made.form)
                 else:
                     rows = record
             except BatchRejected as e:

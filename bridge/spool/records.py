@@ -1,8 +1,9 @@
 """Spool records and back: a record is one caller request, as rows or in its neutral form.
 
-Kinds (the payload's first byte): ``T`` table rows and ``J`` JSON rows — a
-request's accepted rows, transcoded for the route's one target, in the form
-encoders take; ``N`` neutral — the caller's ``IngestRequest`` wire bytes and the
+Kinds (the payload's first byte): ``T`` table rows, ``J`` JSON rows and ``E``
+table rows pre-encoded in their route's body form (``Rows.form``: compact
+arrays, CSV lines) — a request's accepted rows, transcoded for the route's one
+target, in the form encoders take; ``N`` neutral — the caller's ``IngestRequest`` wire bytes and the
 caller's row indices rejected at accept, for a route with several targets
 (each target transcodes it with its own plan when it delivers it). Every kind
 ever written is read.
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 
 import orjson
 
-from bridge.model.rows import RowError, Rows
+from bridge.model.rows import RowError, RowForm, Rows
+from bridge.transcode.formats import plain
 
-_TABLE, _JSON, _NEUTRAL = b"T", b"J", b"N"
+_TABLE, _JSON, _NEUTRAL, _ENCODED = b"T", b"J", b"N", b"E"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,12 @@ def leave_out(rows: Rows, errors: list[RowError], skip: Collection[int]) -> tupl
 
 
 def dump(rows: Rows) -> bytes:
+    if rows.form is not None:
+        # Each row's bytes, one after the other, and their lengths (a CSV line may hold a newline).
+        f = rows.form
+        head = {"c": rows.columns, "o": rows.ops, "f": [f.kind, f.delimiter, f.null, f.order],
+                "n": [len(r) for r in rows.data]}
+        return _ENCODED + orjson.dumps(head) + b"\n" + b"".join(rows.data)
     if rows.columns is None:
         # JSON rows are the caller's object bytes, one per line (decode made sure they hold no newline).
         return _JSON + orjson.dumps(rows.ops) + b"\n" + b"\n".join(rows.data)
@@ -56,6 +64,18 @@ def load(payload: bytes) -> Rows | Neutral:
     if kind == _JSON:
         head, _, lines = body.partition(b"\n")
         return Rows(None, lines.split(b"\n") if lines else [], orjson.loads(head))
+    if kind == _ENCODED:
+        head, _, body = body.partition(b"\n")
+        doc = orjson.loads(head)
+        kind, delimiter, null, order = doc["f"]
+        data, at = [], 0
+        for n in doc["n"]:
+            data.append(body[at:at + n])
+            at += n
+        if at != len(body):
+            raise ValueError(f"an encoded record's rows hold {at} bytes, its body {len(body)}")
+        form = RowForm(kind, delimiter, null, None if order is None else tuple(order))
+        return Rows(tuple(doc["c"]), data, doc["o"], None, form)
     if kind == _TABLE:
         doc = orjson.loads(body)
         return Rows(tuple(doc["c"]), [tuple(r) for r in doc["d"]], doc["o"])
@@ -64,6 +84,7 @@ def load(payload: bytes) -> Rows | Neutral:
 
 def as_objects(rows: Rows) -> list:
     """The rows as JSON values for the dead-letter file (JSON rows kept byte for byte)."""
+    rows = plain(rows)
     if rows.columns is None:
         return [orjson.Fragment(raw) for raw in rows.data]
     cols = rows.columns

@@ -3,7 +3,9 @@
 One call per batch where the encoder allows; JSON objects that came in as
 bytes are joined, not re-encoded. A form that re-forms JSON rows (compact,
 CSV) splits each object at its top level and copies each value's JSON text:
-numbers arrive exactly as the caller wrote them.
+numbers arrive exactly as the caller wrote them. Table rows pre-encoded in the
+form asked (``Rows.form``) are joined; in another form they are decoded first
+(``plain``).
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from typing import Any
 import msgspec
 import orjson
 
-from bridge.model.rows import Rows
+from bridge.model.rows import RowForm, Rows
 from bridge.transcode.jsonrows import split
 
-__all__ = ["compact", "csv_body", "json_array", "json_table", "ndjson", "object_bytes", "raw_compact", "split"]
+__all__ = ["COMPACT", "as_form", "compact", "csv_body", "csv_cells", "json_array", "json_table", "ndjson",
+           "object_bytes", "plain", "raw_compact", "split"]
+
+COMPACT = RowForm("compact")
 
 _STR = msgspec.json.Decoder(str)
 _SPLIT = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODE = msgspec.json.Encoder().encode
+_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 Fragment = orjson.Fragment
 
 @lru_cache(maxsize=256)
@@ -34,6 +40,7 @@ def row_to_dict(columns: tuple[str, ...]) -> Callable[[tuple], dict[str, Any]]:
 
 def object_bytes(rows: Rows) -> list[bytes]:
     """Each row as one compact JSON object (bytes)."""
+    rows = plain(rows)
     if rows.columns is None:
         return rows.data
     dumps = orjson.dumps
@@ -49,6 +56,7 @@ def ndjson(rows: Rows) -> bytes:
 
 
 def json_array(rows: Rows) -> bytes:
+    rows = plain(rows)
     if rows.columns is None:
         return b"[" + b",".join(rows.data) + b"]"
     make = row_to_dict(rows.columns)
@@ -75,6 +83,9 @@ def raw_compact(columns: list[str], data: list[list]) -> bytes:
 
 def compact(rows: Rows) -> bytes:
     """Timeplus' ``{"columns": [...], "data": [[...], ...]}``."""
+    if rows.form == COMPACT:
+        return b'{"columns":' + orjson.dumps(rows.columns) + b',"data":[' + b",".join(rows.data) + b"]}"
+    rows = plain(rows)
     if rows.columns is not None:
         return orjson.dumps({"columns": rows.columns, "data": rows.data})
     return raw_compact(*json_table(rows))
@@ -120,6 +131,12 @@ def csv_body(rows: Rows, header: bool = True, delimiter: str = ",", columns: lis
              null: str = "") -> bytes:
     """CSV (RFC 4180 quoting, LF line ends): strings quoted, numbers as written, booleans true/false, nested
     values as JSON text, null as the target's ``null`` token, unquoted."""
+    if rows.form is not None and rows.form == RowForm("csv", delimiter, null, None if columns is None
+                                                      else tuple(columns)):
+        cols = rows.columns if columns is None else columns
+        encoded = [delimiter.join(map(_quote, cols)).encode(), *rows.data] if header else rows.data
+        return b"\n".join(encoded) + b"\n" if encoded else b""
+    rows = plain(rows)
     if rows.columns is not None:
         cols, data = list(rows.columns), rows.data
     else:
@@ -132,3 +149,86 @@ def csv_body(rows: Rows, header: bool = True, delimiter: str = ",", columns: lis
     lines = [delimiter.join(map(_quote, cols))] if header else []
     lines += [delimiter.join([_cell(v, null) for v in r]) for r in data]
     return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+# -- pre-encoded rows back to values -----------------------------------------------------------------------------
+def as_form(rows: Rows, form: RowForm | None) -> Rows:
+    """``rows`` as a dialect of this form takes them: pre-encoded in another form (a spooled record written before
+    the route's options changed), decoded to values."""
+    return rows if rows.form is None or rows.form == form else plain(rows)
+
+
+def plain(rows: Rows) -> Rows:
+    """Pre-encoded table rows as tuples of values, for what reads values (dead letters, a target's answer).
+
+    Strings, booleans, integers and null come back as they were; other numbers as their exact JSON text
+    (``orjson.Fragment``). From compact arrays nested values come back too; a CSV line holds them as quoted
+    text, so they come back as strings.
+    """
+    form = rows.form
+    if form is None:
+        return rows
+    assert rows.columns is not None
+    if form.kind == "compact":
+        data = [tuple(_value(bytes(c)) for c in _ARRAY.decode(r)) for r in rows.data]
+    else:
+        cols = rows.columns
+        at = list(range(len(cols))) if form.order is None else [form.order.index(c) for c in cols]
+        data = []
+        for line in rows.data:
+            cells = csv_cells(line.decode(), form.delimiter) if cols or form.order else []
+            data.append(tuple(_csv_value(*cells[i], form.null) for i in at))
+    return Rows(rows.columns, data, rows.ops, rows.index)
+
+
+def _value(raw: bytes) -> Any:
+    first = raw[:1]
+    if first == b'"':
+        return _STR.decode(raw)
+    if first in (b"{", b"["):
+        return orjson.loads(raw)
+    return _scalar(raw.decode())
+
+
+def _scalar(text: str) -> Any:
+    if text == "null":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return Fragment(text)
+
+
+def _csv_value(quoted: bool, text: str, null: str) -> Any:
+    if quoted:
+        return text
+    return None if text == null else _scalar(text)
+
+
+def csv_cells(line: str, delimiter: str) -> list[tuple[bool, str]]:
+    """A line ``csv_body`` wrote, as its cells: (whether quoted, the text without its quotes)."""
+    cells = []
+    i, n = 0, len(line)
+    while True:
+        if line.startswith('"', i):
+            parts, j = [], i + 1
+            while True:
+                k = line.index('"', j)
+                parts.append(line[j:k])
+                if line.startswith('"', k + 1):  # a doubled quote
+                    parts.append('"')
+                    j = k + 2
+                    continue
+                i = k + 1
+                break
+            cells.append((True, "".join(parts)))
+        else:
+            k = line.find(delimiter, i)
+            k = n if k < 0 else k
+            cells.append((False, line[i:k]))
+            i = k
+        if i >= n:
+            return cells
+        i += len(delimiter)

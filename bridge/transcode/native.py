@@ -8,9 +8,13 @@ as bridge/transcode/validate.py does; a JsonBatch's rows it checks as
 bridge/transcode/jsonrows.py does (unless the route splits them,
 ``Plan.parse_json``) and passes on. It gives the same row errors
 (tests/test_native_diff.py and tests/test_native_routes.py hold it to them).
-Its rows are JSON rows (``Rows(columns=None)``), so it runs only on routes
-whose dialect builds the same requests from those objects as from a table
-(``Plan.rows_as_objects``, ``Dialect.sends_rows_as_objects``). Every other
+Its rows are JSON rows (``Rows(columns=None)``), so it runs on routes whose
+dialect builds the same requests from those objects as from a table
+(``Plan.rows_as_objects``, ``Dialect.sends_rows_as_objects``); or, on routes
+whose bodies are tables of one form (``Plan.form``: Timeplus compact, CSV), it
+writes a RowBatch's or ColumnBatch's rows in that form, with their columns
+(``Rows.form``: the dialect joins them; rows of other columns never share a
+batch, as tables of other columns never do on the Python path). Every other
 request (MessageBatch, JsonBatch rows to split, a batch rejected whole, a
 column the dialect reserves, a wire form that protobuf merges, a reason only
 Python's ``repr`` can word, a JSON row whose reason is msgspec's or orjson's
@@ -26,7 +30,7 @@ from typing import Any
 import orjson
 
 from bridge.model.config import LimitsConfig
-from bridge.model.rows import RowError, Rows
+from bridge.model.rows import RowError, RowForm, Rows
 from bridge.transcode.plan import Plan
 from bridge.transcode.python import PythonTranscoder, row_checks
 from bridge.transcode.validate import shown
@@ -36,7 +40,7 @@ try:
 except ImportError:  # not built (no cargo at install time): the Python transcoder runs
     _native = None
 # A build of an older native/ (an in-place build not redone) lacks what this module asks: the Python one runs.
-_ABI = 2
+_ABI = 3
 if _native is not None and getattr(_native, "ABI", 1) < _ABI:
     _native = None
 
@@ -54,13 +58,20 @@ def takes(plan: Plan) -> bool:
     """Whether the native transcoder gives this route exactly what the Python one would."""
     limits = plan.limits or LimitsConfig()
     # A discover route validates against the target's columns once read: the Python transcoder's work.
-    return plan.rows_as_objects and not plan.discover and limits.max_depth <= _MAX_DEPTH
+    return ((plan.rows_as_objects or plan.form is not None) and not plan.discover
+            and limits.max_depth <= _MAX_DEPTH)
 
 
 def peeker() -> Callable[[bytes], tuple[str, int, str, int] | None] | None:
     """``_native.peek`` where the native transcoder runs: a RowBatch, ColumnBatch or JsonBatch request's route,
     sequence, kind and row count from its wire bytes, or None where upb must parse it."""
     return _native.peek if active() == "native" else None
+
+
+def _form_arg(form: RowForm | None) -> tuple[str, str, str, list[str] | None] | None:
+    if form is None:
+        return None
+    return form.kind, form.delimiter, form.null, None if form.order is None else list(form.order)
 
 
 class NativeTranscoder:
@@ -76,7 +87,7 @@ class NativeTranscoder:
         columns = [(c.name, c.type, c.nullable) for c in plan.columns] if plan.columns else None
         self._t = _native.Transcoder(plan.timestamps, limits.max_value_bytes, limits.max_depth, limits.max_columns,
                                      sorted(fixed), columns, plan.unknown_columns == "drop",
-                                     sorted(plan.reserved_columns))
+                                     sorted(plan.reserved_columns), _form_arg(plan.form))
 
     def transcode(self, request: Any, size: int | None = None, raw: bytes | None = None
                   ) -> tuple[Rows, list[RowError]]:
@@ -89,11 +100,13 @@ class NativeTranscoder:
         out = self._t.decode(request.SerializeToString() if raw is None else raw, size)
         if out is None:
             return self.python.transcode(request, size)
-        data, ops, index, errors, invalid = out
+        data, ops, index, errors, invalid, columns = out
         errors = [RowError(i, "", r) for i, r in errors]
         if invalid:
             errors += [RowError(i, name, self._reason(name, cell)) for i, name, cell in invalid]
-        return row_checks(self.plan, Rows(None, data, ops, index), errors)
+        rows = Rows(None, data, ops, index) if columns is None else Rows(tuple(columns), data, ops, index,
+                                                                          self.plan.form)
+        return row_checks(self.plan, rows, errors)
 
     def _reason(self, name: str, cell: bytes | None) -> str:
         """A refused cell's reason, worded as bridge/transcode/validate.py words it (its value by ``repr``)."""

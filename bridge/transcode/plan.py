@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge.model.config import ColumnSpec, LimitsConfig
-from bridge.model.rows import RowError, Rows
+from bridge.model.rows import RowError, RowForm, Rows
 
 # A dialect's check of decoded rows (ops it cannot express, its per-row limits): errors by caller index.
 RowCheck = Callable[[Rows], list[RowError]]
@@ -37,6 +37,9 @@ class Plan:
     parse_json: bool = False
     # The target's bodies are the rows' JSON objects as they are: a transcoder may give any rows as JSON objects.
     rows_as_objects: bool = False
+    # The target's bodies are tables of one form (compact arrays, CSV lines): a transcoder may give table rows
+    # pre-encoded in it (``Rows.form``), their columns as their shape.
+    form: RowForm | None = None
     # Column names the dialect refuses in a table-shaped batch (whole): such a batch is the Python path's.
     reserved_columns: frozenset[str] = frozenset()
     limits: LimitsConfig | None = None

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::forms::{Form, Writer};
 use crate::json;
 use crate::timefmt::{self, Mode};
 use crate::validate::{self, Problem, Schema};
@@ -30,6 +31,8 @@ pub struct Options {
     pub schema: Option<Schema>,
     /// Column names that leave a table-shaped batch to the Python transcoder (a dialect refuses it whole).
     pub reserved: Vec<Vec<u8>>,
+    /// Table rows written as compact arrays or CSV lines instead of objects (forms.rs).
+    pub form: Option<Form>,
 }
 
 impl Options {
@@ -42,6 +45,7 @@ impl Options {
             fixed: Vec::new(),
             schema: None,
             reserved: Vec::new(),
+            form: None,
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct Decoded {
     /// Rows refused by the declared columns: (caller index, the column's spec, its cell's JSON text, or
     /// None where the cell is null in a column that is not nullable).
     pub invalid: Vec<(usize, usize, Option<Vec<u8>>)>,
+    /// The written columns of a table batch whose rows take a form (`Options.form`).
+    pub columns: Option<Vec<Vec<u8>>>,
 }
 
 enum Fail {
@@ -380,6 +386,8 @@ fn row_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
     let mut values = Vec::with_capacity(n);
     let mut cells = Vec::with_capacity(n);
     let mut scratch = Vec::new();
+    let mut w = Writer::new(&names, &l.keep, cx.o.form.as_ref());
+    d.columns = w.columns(&names, &l.keep);
     let mut any_op = false;
     for (i, row) in rows.into_iter().enumerate() {
         values.clear();
@@ -441,7 +449,7 @@ fn row_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
             d.invalid.push((i, s, cell));
             continue;
         }
-        d.buf.push(b'}');
+        w.close(&mut d.buf, start, &cells);
         d.ends.push(d.buf.len());
         index.push(i);
         ops.push(op);
@@ -712,6 +720,8 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
     let mut index = Vec::new();
     let mut kept_ops = Vec::new();
     let mut spans = Vec::with_capacity(cols.len());
+    let mut w = Writer::new(&names, &l.keep, cx.o.form.as_ref());
+    d.columns = w.columns(&names, &l.keep);
     #[allow(clippy::needless_range_loop)]
     // i is the row: it indexes the cells, the nulls, the ops and the errors
     for i in 0..length {
@@ -749,7 +759,7 @@ fn column_batch(b: &[u8], cx: &Ctx<'_>) -> R<Decoded> {
             d.invalid.push((i, s, cell));
             continue;
         }
-        d.buf.push(b'}');
+        w.close(&mut d.buf, start, &spans);
         d.ends.push(d.buf.len());
         index.push(i);
         if any_op {

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod decode;
+pub mod forms;
 pub mod json;
 pub mod jsonrows;
 pub mod peek;

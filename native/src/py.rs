@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::decode::{decode, Options};
+use crate::forms::{Csv, Form};
 use crate::timefmt::Mode;
 use crate::validate::{Schema, Spec, Ty};
 
@@ -24,16 +25,21 @@ type Out<'py> = (
     Option<Vec<usize>>,
     Vec<(usize, String)>,
     Vec<(usize, String, Option<Bound<'py, PyBytes>>)>,
+    Option<Vec<String>>,
 );
+
+/// A ``RowForm`` as ``(kind, delimiter, null, order)``: ``compact``, or ``csv`` with its delimiter, NULL
+/// token and the target's column order (None: the batch's own).
+type FormArg = (String, String, String, Option<Vec<String>>);
 
 #[pymethods]
 impl Transcoder {
     /// ``fixed``: columns written as RFC 3339 whatever ``mode``; ``columns``: declared columns as
     /// ``(name, type, nullable)``, ``drop`` for ``unknown_columns: drop``; ``reserved``: column names
-    /// that leave a batch to the Python transcoder.
+    /// that leave a batch to the Python transcoder; ``form``: table rows as compact arrays or CSV lines.
     #[new]
     #[pyo3(signature = (mode, max_value_bytes, max_depth, max_columns, fixed=Vec::new(), columns=None,
-                        drop=false, reserved=Vec::new()))]
+                        drop=false, reserved=Vec::new(), form=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         mode: &str,
@@ -44,6 +50,7 @@ impl Transcoder {
         columns: Option<Vec<(String, String, bool)>>,
         drop: bool,
         reserved: Vec<String>,
+        form: Option<FormArg>,
     ) -> PyResult<Self> {
         let bad = |what: String| pyo3::exceptions::PyValueError::new_err(what);
         let mode =
@@ -51,6 +58,16 @@ impl Transcoder {
         let mut opts = Options::new(mode, max_value_bytes, max_depth, max_columns);
         opts.fixed = fixed.into_iter().map(String::into_bytes).collect();
         opts.reserved = reserved.into_iter().map(String::into_bytes).collect();
+        opts.form = match form {
+            None => None,
+            Some((kind, _, _, _)) if kind == "compact" => Some(Form::Compact),
+            Some((kind, delimiter, null, order)) if kind == "csv" => Some(Form::Csv(Csv {
+                delimiter: delimiter.into_bytes(),
+                null: null.into_bytes(),
+                order: order.map(|o| o.into_iter().map(String::into_bytes).collect()),
+            })),
+            Some((kind, ..)) => return Err(bad(format!("unknown row form {kind:?}"))),
+        };
         let mut names = Vec::new();
         if let Some(columns) = columns {
             let mut specs = Vec::with_capacity(columns.len());
@@ -69,8 +86,9 @@ impl Transcoder {
         Ok(Transcoder { opts, names })
     }
 
-    /// ``(rows as JSON object bytes, ops or None, caller indices or None, [(index, reason)])`` of an
-    /// IngestRequest's wire bytes, or None where the Python transcoder must decide.
+    /// ``(rows, ops or None, caller indices or None, [(index, reason)], [(index, column, cell)], columns)``
+    /// of an IngestRequest's wire bytes, or None where the Python transcoder must decide. Rows are JSON
+    /// objects, or with a ``form`` and a table payload, that form's bytes of the written ``columns``.
     fn decode<'py>(
         &self,
         py: Python<'py>,
@@ -98,7 +116,13 @@ impl Transcoder {
             .into_iter()
             .map(|(i, s, cell)| (i, self.names[s].clone(), cell.map(|c| PyBytes::new(py, &c))))
             .collect();
-        Ok(Some((rows, d.ops, d.index, d.errors, invalid)))
+        // Column names are checked UTF-8 (decode.rs keys()).
+        let columns = d.columns.map(|c| {
+            c.into_iter()
+                .map(|n| String::from_utf8_lossy(&n).into_owned())
+                .collect()
+        });
+        Ok(Some((rows, d.ops, d.index, d.errors, invalid, columns)))
     }
 }
 
@@ -117,8 +141,9 @@ fn peek(request: &Bound<'_, PyBytes>) -> Option<(String, u64, &'static str, u64)
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // What this build's Python side may ask of it (2: declared and RFC 3339 columns, reserved names).
-    m.add("ABI", 2)?;
+    // What this build's Python side may ask of it (2: declared and RFC 3339 columns, reserved names;
+    // 3: row forms, and the written columns in what decode returns).
+    m.add("ABI", 3)?;
     m.add_class::<Transcoder>()?;
     m.add_function(wrap_pyfunction!(peek, m)?)?;
     Ok(())
