@@ -12,7 +12,7 @@ IngestStream, several streams). In the same run, the references:
 * k6: a third-party gRPC load generator against the bridge (if `k6` is installed).
 
 Usage: python scripts/bench.py [--quick] [--runs N] [--workers 1,2] [--out BENCHMARKS.md]
-       [--transcoder native,python] [--scenarios rows,columns] [--declared] [--throughput-only]
+       [--transcoder native,python] [--scenarios rows,columns] [--declared] [--format csv] [--throughput-only]
 Every load loop is bounded in rows and time; only 127.0.0.1 is used.
 """
 
@@ -67,7 +67,10 @@ def role_sink(port: int) -> None:
         now = time.monotonic_ns()
         state["requests"] += 1
         state["bytes"] += len(body)
-        if body[:1] == b"[":
+        if body.startswith(b'{"columns":'):  # Timeplus compact: one array a row
+            n = body.count(b"],[") + 1
+            first = b""
+        elif body[:1] == b"[":
             n = len(orjson.loads(body)) if b"sent_ns" in body[:200] else body.count(b"},{") + 1
             first = body[1: body.find(b"}") + 1]
         else:
@@ -332,19 +335,27 @@ DECLARED_COLUMNS = ("{id: int, user: string, price: double, ok: bool, ts: timest
                     "count: int, message: string}")
 
 
+# --format: the bench route's body form (ndjson: http NDJSON; csv: http CSV without a header, one line a row;
+# compact: Timeplus v1beta2 compact).
+FORMS = {"ndjson": ("http", "/ingest", ""), "csv": ("http", "/ingest", ", format: csv, csv_header: false"),
+         "compact": ("timeplus", "", ", format: compact")}
+
+
 def bridge_config(path: Path, port: int, sink: str, desc: Path, linger: str = "5ms", extra: str = "",
-                  columns: str = "") -> None:
+                  columns: str = "", form: str = "ndjson") -> None:
+    dialect, path_, options = FORMS[form]
     path.write_text(f"""
 listen: 127.0.0.1:{port}
 http: null
 routes:
   bench:
-    dialect: http
-    url: {sink}/ingest
+    dialect: {dialect}
+    url: {sink}{path_}
     batch: {{max_rows: 5000, max_bytes: 8MiB, linger: {linger}}}
     delivery: {{concurrency: 4}}
-    options: {{descriptor_set: {desc}{extra}}}
-""" + (f"    columns: {columns}\n" if columns else ""))
+    options: {{descriptor_set: {desc}{options}{extra}}}
+""" + (f"    columns: {columns}\n" if columns else "")
+      + ("    target: bench\n    auth: {api_key: bench}\n" if dialect == "timeplus" else ""))
 
 
 def start_sink() -> tuple[Proc, str]:
@@ -394,7 +405,8 @@ def run_throughput(args, sink: str, desc: Path, tmp: Path) -> dict[str, Result]:
         for workers in args.workers:
             port = free_port()
             cfg = tmp / f"bridge-{workers}.yaml"
-            bridge_config(cfg, port, sink, desc, columns=DECLARED_COLUMNS if args.declared else "")
+            bridge_config(cfg, port, sink, desc, columns=DECLARED_COLUMNS if args.declared else "",
+                          form=args.format)
             proc = start_bridge(cfg, workers, t)
             try:
                 wait_port(port)
@@ -743,6 +755,8 @@ def main() -> int:
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="payload shapes to measure")
     p.add_argument("--declared", action="store_true",
                    help="the bench route declares the sample's columns (rows validated against them)")
+    p.add_argument("--format", default="ndjson", choices=list(FORMS),
+                   help="the bench route's body: http NDJSON, http CSV, or Timeplus compact (throughput runs)")
     p.add_argument("--throughput-only", action="store_true",
                    help="bridge and floor throughput only: no references, latency or stall runs; writes no files")
     args = p.parse_args()
