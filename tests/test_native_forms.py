@@ -9,6 +9,7 @@ give the same method, URL, headers and body, with the same row errors.
 
 from __future__ import annotations
 
+import asyncio
 from unittest import mock
 
 import orjson
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from bridge import transcode
 from bridge.config import parse_config
+from bridge.dev.emulators.timeplus import TimeplusEmulator
 from bridge.model.rows import RowForm, Rows
 from bridge.proto import pb
 from bridge.route.pipeline import RoutePipeline
@@ -27,6 +29,7 @@ from bridge.send.transport import Transport
 from bridge.spool import records
 from bridge.transcode import formats
 from bridge.transcode.native import _native
+from tests.conftest import fast_delivery
 from tests.test_fuzz import column_batches, json_batches, row_batches
 from tests.test_native_diff import DIFF, damaged
 from tests.test_native_routes import (
@@ -212,3 +215,35 @@ def test_pre_encoded_rows_survive_the_spool_and_read_back_as_values(sides, route
     assert fast[route].dialect.build(back).body == pure[route].dialect.build(want).body
     assert orjson.dumps(records.as_objects(back)) == orjson.dumps(records.as_objects(want))  # as written
     assert formats.ndjson(back) == formats.ndjson(want)
+
+
+@pytest.mark.parametrize("spooled", [False, True])
+async def test_a_bridge_sends_each_column_set_in_its_own_compact_request(bridge_factory, channel_factory, tmp_path,
+                                                                          monkeypatch, spooled: bool) -> None:
+    """Three requests waiting together, two with columns [a] and one with [b]: Timeplus gets one compact body per
+    column set, the rows of [a] together; through the spool (E records) alike."""
+    monkeypatch.setenv(transcode.PURE_ENV, "0")
+    tp = TimeplusEmulator(streams={"ab": ["a", "b"]})
+    await tp.start()
+    try:
+        r = {"dialect": "timeplus", "url": tp.url + "/default", "target": "ab", "auth": {"api_key": tp.api_key},
+             "batch": {"linger": "300ms"}, "delivery": fast_delivery()}
+        if spooled:
+            r["spool"] = {"dir": str(tmp_path)}
+        b = await bridge_factory({"r": r})
+        assert b.routes["r"].transcoder.name == "native"
+        stub = channel_factory(b)
+        acks = await asyncio.gather(*(stub.IngestBatch(_rows("r", [c], [pb.Value(int=v)]))
+                                      for c, v in (("a", 1), ("b", 2), ("a", 3))))
+        assert [a.accepted for a in acks] == [1, 1, 1]
+        for _ in range(100):
+            if sum(len(orjson.loads(c.body)["data"]) for c in tp.requests) == 3:
+                break
+            await asyncio.sleep(0.05)
+        bodies = sorted((d["columns"], sorted(d["data"])) for d in (orjson.loads(c.body) for c in tp.requests))
+        assert bodies == [(["a"], [[1], [3]]), (["b"], [[2]])]  # the [a] rows in one request, in arrival order
+        if spooled:  # the rows went through the log as pre-encoded records
+            logged = b"".join(f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
+            assert logged.count(b'E{"c":[') == 3
+    finally:
+        await tp.stop()
