@@ -1,9 +1,11 @@
 //! The native decoder over arbitrary bytes, under each timestamps mode and limits small and large: it
-//! must answer (rows or None) without a panic; every row it writes must be one JSON object. The peek
+//! must answer (rows or None) without a panic; every row it writes must be one JSON object, or in a table
+//! form (forms.rs) a compact array or a CSV line of UTF-8, with the written columns given. The peek
 //! reads the same bytes and must answer without a panic too (tests/test_peek.py holds it to upb).
 #![no_main]
 
 use bridge_native::decode::{decode, Options};
+use bridge_native::forms::{Csv, Form};
 use bridge_native::timefmt::Mode;
 use bridge_native::validate::{Schema, Spec, Ty};
 use libfuzzer_sys::fuzz_target;
@@ -17,8 +19,11 @@ const MODES: [Mode; 5] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the options; the rest is the request.
-    let Some((&pick, request)) = data.split_first() else {
+    // The first byte picks the options, the second the row form; the rest is the request.
+    let Some((&pick, data)) = data.split_first() else {
+        return;
+    };
+    let Some((&form, request)) = data.split_first() else {
         return;
     };
     let mut o = Options::new(
@@ -44,6 +49,15 @@ fuzz_target!(|data: &[u8]| {
         });
         o.fixed = vec![b"b".to_vec()];
     }
+    o.form = match form % 4 {
+        0 => None,
+        1 => Some(Form::Compact),
+        k => Some(Form::Csv(Csv {
+            delimiter: b";".to_vec(),
+            null: b"\\N".to_vec(),
+            order: (k == 3).then(|| vec![b"c".to_vec(), b"x".to_vec(), b"a".to_vec()]),
+        })),
+    };
     if let Some(p) = bridge_native::peek::peek(request) {
         assert!(p.kind == 3 || p.kind == 4);
     }
@@ -51,7 +65,15 @@ fuzz_target!(|data: &[u8]| {
         let mut start = 0;
         for &end in &d.ends {
             let row = &d.buf[start..end];
-            assert!(row.first() == Some(&b'{') && row.last() == Some(&b'}'));
+            match (&o.form, &d.columns) {
+                (None, _) | (Some(_), None) => {
+                    assert!(row.first() == Some(&b'{') && row.last() == Some(&b'}'))
+                }
+                (Some(Form::Compact), Some(_)) => {
+                    assert!(row.first() == Some(&b'[') && row.last() == Some(&b']'))
+                }
+                (Some(Form::Csv(_)), Some(_)) => {}
+            }
             assert!(std::str::from_utf8(row).is_ok());
             start = end;
         }
