@@ -25,6 +25,7 @@ from bridge.dev.emulators.timeplus import TimeplusEmulator
 from bridge.model.rows import RowForm, Rows
 from bridge.proto import pb
 from bridge.route.pipeline import RoutePipeline
+from bridge.send.http import HttpResponse
 from bridge.send.transport import Transport
 from bridge.spool import records
 from bridge.transcode import formats
@@ -247,3 +248,35 @@ async def test_a_bridge_sends_each_column_set_in_its_own_compact_request(bridge_
             assert logged.count(b'E{"c":[') == 3
     finally:
         await tp.stop()
+
+
+def _outcome(o) -> tuple:
+    return o.code, o.accepted, [(e.index, e.column, e.reason) for e in o.row_errors or []]
+
+
+def test_answers_name_the_same_rows_from_csv_lines(sides) -> None:
+    """Axiom's failures (by the time field) and Feldera's parse errors (by the line sent) name the same rows of
+    pre-encoded CSV lines as of the Python path's values."""
+    fast, pure = sides
+    stamps = ["2024-01-01T00:00:00Z", "2024-01-01T00:00:01.5Z", "2024-01-01T00:00:02Z"]
+    def request(route: str, time_column: str) -> pb.IngestRequest:
+        return _rows(route, [time_column, "note", "id"],
+                     *[[pb.Value(string=t), pb.Value(string=f"n{i}, \"q\""), pb.Value(int=i)]
+                       for i, t in enumerate(stamps)])
+
+    failures = {"ingested": 1, "failed": 2, "failures": [
+        {"timestamp": "2024-01-01T00:00:01.500000000Z", "error": "bad"},
+        {"timestamp": "2024-01-01T00:00:02Z", "error": "worse"}]}
+    answer = HttpResponse(200, {}, orjson.dumps(failures))
+    got, want = (_prepare(side["axiom_csv"], request("axiom_csv", "_time"))[0] for side in (fast, pure))
+    assert got.form is not None
+    assert _outcome(fast["axiom_csv"].dialect.classify(answer, got)) == _outcome(
+        pure["axiom_csv"].dialect.classify(answer, want)) == ("OK", 1, [(1, "_time", "Axiom: bad"),
+                                                                    (2, "_time", "Axiom: worse")])
+    got, want = (_prepare(side["feldera_csv"], request("feldera_csv", "at"))[0] for side in (fast, pure))
+    line = fast["feldera_csv"].dialect.build(got).body.split(b"\n")[1].decode()
+    answer = HttpResponse(400, {}, orjson.dumps({"error_code": "ParseErrors", "message": "parse errors", "details": {
+        "num_errors": 1, "errors": [{"invalid_text": line, "description": "no", "field": "id"}]}}))
+    named = _outcome(fast["feldera_csv"].dialect.classify(answer, got))
+    assert named == _outcome(pure["feldera_csv"].dialect.classify(answer, want))
+    assert named[2] == [(1, "id", "Feldera: no")]
