@@ -234,8 +234,6 @@ def test_config_errors_name_the_problem(tmp_path):
     assert any("give either targets: or the single-target keys" in p and "url" in p
                for p in check([one], url="http://x/in"))
     assert any(p.startswith("routes.r.targets: expected a non-empty list") for p in check([]))
-    assert any("spool on a route with several targets: not yet supported" in p
-               for p in check([one], spool={"dir": str(tmp_path)}))
     assert any("columns: discover is not supported on a route with several targets" in p
                for p in check([one], columns="discover"))
     assert any("at least one target must be required" in p for p in check([{**one, "required": False}]))

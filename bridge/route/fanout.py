@@ -29,6 +29,9 @@ class Fanned:
     blame: dict[str, int] = field(default_factory=dict)
     # Rows an optional target's own transcoder rejected (dropped for it).
     dropped: dict[str, int] = field(default_factory=dict)
+    # The caller's request as it came (its wire bytes): what a spooled route writes to its log, for each
+    # target to transcode again when its cursor reaches it.
+    request: bytes | None = None
 
     def __len__(self) -> int:
         return max((len(r) for r in self.rows.values()), default=0)

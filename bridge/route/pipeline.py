@@ -53,7 +53,9 @@ class RoutePipeline:
         self._drop_logged: dict[str, float] = {}
         self.spool: Spool | None = None
         if cfg.spool is not None:
-            self.spool = Spool(cfg.name, cfg.spool, metrics)
+            # Several targets: one log, a cursor per target (the lanes are the spool's downstreams).
+            self.spool = Spool(cfg.name, cfg.spool, metrics, targets=[lane.name for lane in self.lanes]
+                               if self.fanout else (), optional=[lane.name for lane in self.optional])
             if metrics is not None:
                 spool = self.spool
                 metrics.spool_bytes.labels(self.name).set_function(lambda: spool.disk_bytes)
@@ -175,12 +177,17 @@ class RoutePipeline:
             rows, errors = self.lanes[0].transcoder.transcode(request, size, raw)
             self._reject_batch(errors)
             return rows, errors
-        read = {lane.name: lane.transcoder.transcode(request, size, raw) for lane in self.lanes}
+        # A spooled route reads the request for the required targets only: what the caller is told. The log
+        # keeps the request itself, and each target's cursor transcodes it again when it reaches it.
+        lanes = self.required if self.spool is not None else self.lanes
+        read = {lane.name: lane.transcoder.transcode(request, size, raw) for lane in lanes}
         errors, blame = fanout.merge_errors([(lane.name, read[lane.name][1]) for lane in self.required])
         self._reject_batch(errors)
         rejected = {e.index for e in errors}
         out = fanout.Fanned({}, blame)
-        for lane in self.lanes:
+        if self.spool is not None:
+            out.request = raw if raw is not None else request.SerializeToString()
+        for lane in lanes:
             rows, own = read[lane.name]
             if not lane.required:
                 mine = {e.index for e in own} - rejected
@@ -258,19 +265,22 @@ class RoutePipeline:
             self.release(nbytes)
             ticket.finish()
             return
-        if isinstance(rows, fanout.Fanned):
-            await self._fan_out(ticket, rows, nbytes, wire_bytes)
-            return
         if self.spool is not None:
             if not self._started.is_set():
                 await self._started.wait()  # a reload: the route it replaces still has the log
                 if self._closing:
                     self.release(nbytes)
                     raise _shutting_down()
+            # The caller's ack waits for the fsync, not the targets. Several targets: the record is the
+            # request itself, less the rows rejected to the caller (ticket.errors).
+            request = rows.request if isinstance(rows, fanout.Fanned) else None
             try:
-                await self.spool.accept(ticket, rows)  # the caller's ack waits for the fsync, not the target
+                await self.spool.accept(ticket, rows, request=request)  # type: ignore[arg-type]
             finally:
                 self.release(nbytes)
+            return
+        if isinstance(rows, fanout.Fanned):
+            await self._fan_out(ticket, rows, nbytes, wire_bytes)
             return
         await self.enqueue_rows(ticket, rows, nbytes, wire_bytes)
 
@@ -361,7 +371,7 @@ class RoutePipeline:
         """Start sending; a spooled route opens its log first (SpoolError if it cannot)."""
         if self.spool is not None:
             self.spool.open()
-            self.spool.start(self)
+            self.spool.start({lane.name: lane for lane in self.lanes} if self.fanout else self)
         for lane in self.lanes:
             lane.start()
         self._started.set()
