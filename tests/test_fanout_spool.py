@@ -134,12 +134,12 @@ async def test_an_optional_target_down_never_fills_the_spool_for_callers(tmp_pat
     target.script({"status": 503, "times": 100_000})
     spare = {"name": "spare", "dialect": "http", "url": target.url + "/in", "required": False,
              "batch": {"linger": "0s"}, "delivery": fast_delivery(max_elapsed="100ms")}
-    b = await bridge_factory(spooled(tmp_path, [sink_target(sink, "main"), spare], max_bytes="16KiB",
-                                     segment_bytes="2KiB"))
+    b = await bridge_factory(spooled(tmp_path, [sink_target(sink, "main"), spare], max_bytes="8KiB",
+                                     segment_bytes="1KiB"))
     route = b.routes["r"]
-    route.spool.pause = 0.05
+    route.spool.pause = 5.0  # after its first failure the optional target waits: its records pile up in the log
     stub = channel_factory(b)
-    batches = keys_of(200, 5)
+    batches = keys_of(300, 5)
     for m, keys in enumerate(batches):
         ack = await stub.IngestBatch(kv(m, keys))
         assert (ack.accepted, ack.status.code) == (5, 0), ack  # never SPOOL_FULL because of the optional target
@@ -149,7 +149,7 @@ async def test_an_optional_target_down_never_fills_the_spool_for_callers(tmp_pat
     sent = [k for keys in batches for k in keys]
     await wait_until(lambda: len(sink.rows) == len(sent))
     assert [r["k"] for r in sink.rows] == sent
-    assert route.spool.disk_bytes <= 16 << 10
+    assert route.spool.disk_bytes <= 8 << 10
     spare_cursor = route.spool.wal.cursors["spare"]
     assert spare_cursor.skipped > 0
     text = b.metrics.render().decode()
