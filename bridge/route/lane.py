@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge.dialects import DIALECTS
@@ -101,7 +101,7 @@ class Lane:
         cfg = self.cfg
         self.limits = limits
         columns = self.columns
-        self.transcoder = transcoder(Plan(
+        plan = Plan(
             route=cfg.name,
             timestamps=cfg.options.get("timestamps", "rfc3339"),
             rfc3339_columns=self.dialect.rfc3339_columns(),
@@ -114,7 +114,11 @@ class Lane:
             reserved_columns=self.dialect.reserved_columns(),
             limits=limits,
             row_checks=(self.dialect.reject_ops, self.dialect.check_rows),
-        ))
+        )
+        self.transcoder = transcoder(plan)
+        # Lanes whose keys are equal read a request alike (the same plan, and row checks of the same dialect
+        # with the same options): a route with several targets transcodes a request once for all of them.
+        self.plan_key = (replace(plan, row_checks=()), type(self.dialect), repr(sorted(cfg.options.items())))
 
     def _discovered(self, columns: tuple) -> None:
         self.apply_limits(self.limits)  # the transcoder validates against the target's columns from now on

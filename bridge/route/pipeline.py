@@ -180,7 +180,7 @@ class RoutePipeline:
         # A spooled route reads the request for the required targets only: what the caller is told. The log
         # keeps the request itself, and each target's cursor transcodes it again when it reaches it.
         lanes = self.required if self.spool is not None else self.lanes
-        read = {lane.name: lane.transcoder.transcode(request, size, raw) for lane in lanes}
+        read = fanout.transcode_once(lanes, request, size, raw)
         errors, blame = fanout.merge_errors([(lane.name, read[lane.name][1]) for lane in self.required])
         self._reject_batch(errors)
         rejected = {e.index for e in errors}
