@@ -12,7 +12,7 @@ import orjson
 import pytest
 import yaml
 
-from bridge.config import parse_config
+from bridge.config import load_config, parse_config
 from bridge.dev.emulators.timeplus import TimeplusEmulator
 from bridge.ingest.server import Bridge
 from bridge.proto import pb, pb_grpc
@@ -195,3 +195,33 @@ class grpc_stub:
 
     async def __aexit__(self, *exc) -> None:
         await self.channel.close()
+
+
+async def test_a_reload_that_renames_a_target_removes_its_gauge_series_and_keeps_the_others(tmp_path, sink):
+    path = tmp_path / "bridge.yaml"
+
+    def write(names: list[str]) -> None:
+        routes = spooled(tmp_path, [sink_target(sink, n) for n in names])
+        path.write_text(yaml.safe_dump({"listen": "127.0.0.1:0", "http": None, "routes": routes}))
+
+    write(["a", "b"])
+    b = Bridge(load_config(path), http=False)
+    await b.start()
+    try:
+        async with grpc_stub(b) as stub:
+            assert (await stub.IngestBatch(kv(1, ["x"]))).status.code == 0
+        write(["a", "c"])
+        assert await b.reload(path) is True
+        await wait_until(lambda: not b.switching, what="the switch done")
+        text = b.metrics.render().decode()
+        gauges = ("ingest_bridge_buffered_bytes", "ingest_bridge_buffered_bytes_limit",
+                  "ingest_bridge_concurrency_limit", "ingest_bridge_requests_in_flight",
+                  "ingest_bridge_spool_cursor_lag_records", "ingest_bridge_spool_dead_letter_rows")
+        series = {line.split("{")[0] + ":" + line.split('target="')[1].split('"')[0]
+                  for line in text.splitlines() if line.startswith(gauges) and 'route="r"' in line}
+        assert series == {f"{g}:{t}" for g in gauges for t in ("a", "c")}
+        assert 'ingest_bridge_spool_bytes{route="r"}' in text  # the route's own, fed by the new version
+        limit = sample_value(text, "ingest_bridge_buffered_bytes_limit", route="r", target="a")
+        assert limit == b.routes["r"].lanes[0].budget.cap
+    finally:
+        await b.stop(grace=1.0)

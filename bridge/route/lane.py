@@ -82,8 +82,12 @@ class Lane:
             self.limiter = Limiter(d.concurrency)
         self.sender = Sender(self.dialect, transport, RetryPolicy(d), cfg.batch.max_bytes, metrics, self.limiter,
                              target=self.name)
+        # The gauge series this lane feeds (a reload that drops or renames the target removes them).
+        self.gauges: list[tuple[Any, tuple[str, ...]]] = []
         if metrics is not None:
             labels = (self.route, self.name)
+            self.gauges = [(g, labels) for g in (metrics.buffered_bytes, metrics.buffered_limit,
+                                                 metrics.concurrency_limit, metrics.in_flight)]
             metrics.buffered_bytes.labels(*labels).set_function(lambda: self.budget.used)
             metrics.buffered_limit.labels(*labels).set(self.budget.cap)
             metrics.concurrency_limit.labels(*labels).set_function(lambda: self.limiter.limit)

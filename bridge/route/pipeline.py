@@ -56,11 +56,9 @@ class RoutePipeline:
             # Several targets: one log, a cursor per target (the lanes are the spool's downstreams).
             self.spool = Spool(cfg.name, cfg.spool, metrics, targets=[lane.name for lane in self.lanes]
                                if self.fanout else (), optional=[lane.name for lane in self.optional])
-            if metrics is not None:
-                spool = self.spool
-                metrics.spool_bytes.labels(self.name).set_function(lambda: spool.disk_bytes)
-                metrics.spool_limit.labels(self.name).set(cfg.spool.max_bytes)
-                metrics.dead_letter_rows.labels(self.name).set_function(lambda: spool.dead_rows)
+        # The gauge series this version of the route feeds (see drop_gauges).
+        self.gauges = [item for lane in self.lanes for item in lane.gauges] + (
+            self.spool.gauges if self.spool is not None else [])
 
     # The first target's parts, as one: what a single-target route is made of (and explain, tests, the demo read).
     @property
@@ -375,6 +373,14 @@ class RoutePipeline:
         for lane in self.lanes:
             lane.start()
         self._started.set()
+
+    def drop_gauges(self, current: RoutePipeline | None) -> None:
+        """After a reload retired this version: remove the gauge series it fed that the route's ``current``
+        version does not feed too (a target renamed or removed, a spool dropped); shared ones are current's."""
+        keep = {(id(g), labels) for g, labels in current.gauges} if current is not None else set()
+        for g, labels in self.gauges:
+            if (id(g), labels) not in keep:
+                g.remove(*labels)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush what is buffered (linger no longer waits), then stop; what is left fails as UNAVAILABLE."""
