@@ -234,8 +234,6 @@ def test_config_errors_name_the_problem(tmp_path):
     assert any("give either targets: or the single-target keys" in p and "url" in p
                for p in check([one], url="http://x/in"))
     assert any(p.startswith("routes.r.targets: expected a non-empty list") for p in check([]))
-    assert any("spool on a route with several targets: not yet supported" in p
-               for p in check([one], spool={"dir": str(tmp_path)}))
     assert any("columns: discover is not supported on a route with several targets" in p
                for p in check([one], columns="discover"))
     assert any("at least one target must be required" in p for p in check([{**one, "required": False}]))
@@ -360,3 +358,19 @@ async def test_each_lane_reads_a_neutral_spool_record_with_its_own_transcoder(si
     assert [rows.caller_index(p) for p in range(len(rows))] == [0] and [e.index for e in errors] == [1]
     rows, errors = tp_lane.rows_of(request, [2])
     assert [rows.caller_index(p) for p in range(len(rows))] == [0, 1] and errors == []
+
+
+async def test_targets_with_the_same_plan_share_one_transcode_per_request(sink, tp, bridge_factory, channel_factory):
+    b = await bridge_factory({"r": {"targets": [sink_target(sink, "one"), sink_target(sink, "two"), tp_target(tp)]}})
+    calls: list[str] = []
+    for lane in b.routes["r"].lanes:
+        def counted(*args, _real=lane.transcoder.transcode, _name=lane.name):
+            calls.append(_name)
+            return _real(*args)
+        lane.transcoder.transcode = counted
+    stub = channel_factory(b)
+    ack = await stub.IngestBatch(kv(1, ["a", "b"]))
+    assert (ack.accepted, ack.status.code) == (2, 0)
+    assert calls == ["one", "tp"], "the two http targets read the request once; Timeplus has its own plan"
+    assert sorted((req.path, r["k"]) for req in sink.requests for r in req.rows) == [
+        ("/one", "a"), ("/one", "b"), ("/two", "a"), ("/two", "b")]

@@ -94,8 +94,6 @@ def _route(problems: _Problems, name: str, raw: Any) -> RouteConfig | None:
     if discover:
         problems.add(f"{path}.columns", "columns: discover is not supported on a route with several targets; "
                                         "declare the columns")
-    if base.spool is not None:
-        problems.add(f"{path}.spool", "spool on a route with several targets: not yet supported")
     targets: list[TargetConfig] = []
     seen: set[str] = set()
     for i, item in enumerate(items):

@@ -168,6 +168,7 @@ async def _retire(bridge: Bridge, name: str, previous: asyncio.Task | None, old:
             await asyncio.shield(previous)
         if old is not None:
             await old.retire(_drain_timeout(old))
+            old.drop_gauges(bridge.service.routes.get(name))
     except asyncio.CancelledError:
         raise
     except Exception:

@@ -25,6 +25,7 @@ from bridge.proto import SERVICE_NAME, pb
 from bridge.route.budget import ByteBudget
 from bridge.route.pipeline import Lane, RoutePipeline
 from bridge.send.transport import Transport
+from bridge.spool.spool import Spool
 from bridge.transcode import native
 
 log = logging.getLogger("bridge.ingest.server")
@@ -84,11 +85,17 @@ def build_routes(config: BridgeConfig, transport: Transport, budget: ByteBudget 
     return routes
 
 
-def _lane_health(lane: Lane) -> dict:
-    """One target of a route, for /readyz: whether callers wait for it, its buffer, its last failure."""
+def _lane_health(lane: Lane, spool: Spool | None) -> dict:
+    """One target of a route, for /readyz: whether callers wait for it, its buffer, its last failure; on a
+    spooled route with several targets, its cursor's records to deliver and its dead-letter rows."""
+    cursor = spool.wal.cursors.get(lane.name) if spool is not None and spool.targets else None
     return {"required": lane.required, "full": lane.full, "buffered_bytes": lane.budget.used,
             "last_failure": lane.last_failure, "transcoder": lane.transcoder.name,
-            **({} if lane.required else {"dropped_rows": lane.stats.rows_dropped})}
+            **({} if lane.required else {"dropped_rows": lane.stats.rows_dropped}),
+            **({} if cursor is None or spool is None else {
+                "spool_records": cursor.undelivered, "spool_position": cursor.position,
+                "dead_letter_rows": spool.dead_letters[lane.name].rows,
+                **({"skipped_records": cursor.skipped} if cursor.optional else {})})}
 
 
 def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
@@ -285,7 +292,7 @@ class Bridge:
             "routes": {
                 name: {"full": r.full, "buffered_bytes": sum(lane.budget.used for lane in r.lanes),
                        "last_failure": r.last_failure, "transcoder": r.transcoder.name,
-                       "targets": {lane.name: _lane_health(lane) for lane in r.lanes},
+                       "targets": {lane.name: _lane_health(lane, r.spool) for lane in r.lanes},
                        **({"serving": r.schema_problem is None, "schema_error": r.schema_problem,
                            "columns": len(r.columns)} if r.discovery is not None else {}),
                        **({"spool_bytes": r.spool.disk_bytes, "spool_records": r.spool.wal.undelivered,

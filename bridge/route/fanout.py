@@ -14,10 +14,15 @@ message names the target. ``upstream`` holds each target's answer by name (``"OK
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from bridge.model.rows import RowError, Rows
 from bridge.model.tickets import Share, Ticket
+
+if TYPE_CHECKING:
+    from bridge.route.lane import Lane
 
 
 @dataclass
@@ -29,6 +34,9 @@ class Fanned:
     blame: dict[str, int] = field(default_factory=dict)
     # Rows an optional target's own transcoder rejected (dropped for it).
     dropped: dict[str, int] = field(default_factory=dict)
+    # The caller's request as it came (its wire bytes): what a spooled route writes to its log, for each
+    # target to transcode again when its cursor reaches it.
+    request: bytes | None = None
 
     def __len__(self) -> int:
         return max((len(r) for r in self.rows.values()), default=0)
@@ -52,6 +60,21 @@ def merge_errors(required: list[tuple[str, list[RowError]]]) -> tuple[list[RowEr
             merged.append(RowError(index, items[0][1].column,
                                    "; ".join(f"target {name}: {e.reason}" for name, e in items)))
     return merged, blame
+
+
+def transcode_once(lanes: Sequence[Lane], request: Any, size: int | None, raw: bytes | None
+                   ) -> dict[str, tuple[Rows, list[RowError]]]:
+    """Each lane's rows and rejections of ``request``; lanes with equal plans share one transcode (the rows
+    are never changed downstream: each lane selects and slices its own)."""
+    done: list[tuple[Any, tuple[Rows, list[RowError]]]] = []
+    read = {}
+    for lane in lanes:
+        got = next((result for key, result in done if key == lane.plan_key), None)
+        if got is None:
+            got = lane.transcoder.transcode(request, size, raw)
+            done.append((lane.plan_key, got))
+        read[lane.name] = got
+    return read
 
 
 def without(rows: Rows, rejected: set[int]) -> Rows:

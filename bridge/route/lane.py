@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge.dialects import DIALECTS
@@ -82,8 +82,12 @@ class Lane:
             self.limiter = Limiter(d.concurrency)
         self.sender = Sender(self.dialect, transport, RetryPolicy(d), cfg.batch.max_bytes, metrics, self.limiter,
                              target=self.name)
+        # The gauge series this lane feeds (a reload that drops or renames the target removes them).
+        self.gauges: list[tuple[Any, tuple[str, ...]]] = []
         if metrics is not None:
             labels = (self.route, self.name)
+            self.gauges = [(g, labels) for g in (metrics.buffered_bytes, metrics.buffered_limit,
+                                                 metrics.concurrency_limit, metrics.in_flight)]
             metrics.buffered_bytes.labels(*labels).set_function(lambda: self.budget.used)
             metrics.buffered_limit.labels(*labels).set(self.budget.cap)
             metrics.concurrency_limit.labels(*labels).set_function(lambda: self.limiter.limit)
@@ -101,7 +105,7 @@ class Lane:
         cfg = self.cfg
         self.limits = limits
         columns = self.columns
-        self.transcoder = transcoder(Plan(
+        plan = Plan(
             route=cfg.name,
             timestamps=cfg.options.get("timestamps", "rfc3339"),
             rfc3339_columns=self.dialect.rfc3339_columns(),
@@ -115,7 +119,11 @@ class Lane:
             reserved_columns=self.dialect.reserved_columns(),
             limits=limits,
             row_checks=(self.dialect.reject_ops, self.dialect.check_rows),
-        ))
+        )
+        self.transcoder = transcoder(plan)
+        # Lanes whose keys are equal read a request alike (the same plan, and row checks of the same dialect
+        # with the same options): a route with several targets transcodes a request once for all of them.
+        self.plan_key = (replace(plan, row_checks=()), type(self.dialect), repr(sorted(cfg.options.items())))
 
     def _discovered(self, columns: tuple) -> None:
         self.apply_limits(self.limits)  # the transcoder validates against the target's columns from now on

@@ -53,12 +53,12 @@ class RoutePipeline:
         self._drop_logged: dict[str, float] = {}
         self.spool: Spool | None = None
         if cfg.spool is not None:
-            self.spool = Spool(cfg.name, cfg.spool, metrics)
-            if metrics is not None:
-                spool = self.spool
-                metrics.spool_bytes.labels(self.name).set_function(lambda: spool.disk_bytes)
-                metrics.spool_limit.labels(self.name).set(cfg.spool.max_bytes)
-                metrics.dead_letter_rows.labels(self.name).set_function(lambda: spool.dead_rows)
+            # Several targets: one log, a cursor per target (the lanes are the spool's downstreams).
+            self.spool = Spool(cfg.name, cfg.spool, metrics, targets=[lane.name for lane in self.lanes]
+                               if self.fanout else (), optional=[lane.name for lane in self.optional])
+        # The gauge series this version of the route feeds (see drop_gauges).
+        self.gauges = [item for lane in self.lanes for item in lane.gauges] + (
+            self.spool.gauges if self.spool is not None else [])
 
     # The first target's parts, as one: what a single-target route is made of (and explain, tests, the demo read).
     @property
@@ -175,12 +175,17 @@ class RoutePipeline:
             rows, errors = self.lanes[0].transcoder.transcode(request, size, raw)
             self._reject_batch(errors)
             return rows, errors
-        read = {lane.name: lane.transcoder.transcode(request, size, raw) for lane in self.lanes}
+        # A spooled route reads the request for the required targets only: what the caller is told. The log
+        # keeps the request itself, and each target's cursor transcodes it again when it reaches it.
+        lanes = self.required if self.spool is not None else self.lanes
+        read = fanout.transcode_once(lanes, request, size, raw)
         errors, blame = fanout.merge_errors([(lane.name, read[lane.name][1]) for lane in self.required])
         self._reject_batch(errors)
         rejected = {e.index for e in errors}
         out = fanout.Fanned({}, blame)
-        for lane in self.lanes:
+        if self.spool is not None:
+            out.request = raw if raw is not None else request.SerializeToString()
+        for lane in lanes:
             rows, own = read[lane.name]
             if not lane.required:
                 mine = {e.index for e in own} - rejected
@@ -258,19 +263,22 @@ class RoutePipeline:
             self.release(nbytes)
             ticket.finish()
             return
-        if isinstance(rows, fanout.Fanned):
-            await self._fan_out(ticket, rows, nbytes, wire_bytes)
-            return
         if self.spool is not None:
             if not self._started.is_set():
                 await self._started.wait()  # a reload: the route it replaces still has the log
                 if self._closing:
                     self.release(nbytes)
                     raise _shutting_down()
+            # The caller's ack waits for the fsync, not the targets. Several targets: the record is the
+            # request itself, less the rows rejected to the caller (ticket.errors).
+            request = rows.request if isinstance(rows, fanout.Fanned) else None
             try:
-                await self.spool.accept(ticket, rows)  # the caller's ack waits for the fsync, not the target
+                await self.spool.accept(ticket, rows, request=request)  # type: ignore[arg-type]
             finally:
                 self.release(nbytes)
+            return
+        if isinstance(rows, fanout.Fanned):
+            await self._fan_out(ticket, rows, nbytes, wire_bytes)
             return
         await self.enqueue_rows(ticket, rows, nbytes, wire_bytes)
 
@@ -361,10 +369,18 @@ class RoutePipeline:
         """Start sending; a spooled route opens its log first (SpoolError if it cannot)."""
         if self.spool is not None:
             self.spool.open()
-            self.spool.start(self)
+            self.spool.start({lane.name: lane for lane in self.lanes} if self.fanout else self)
         for lane in self.lanes:
             lane.start()
         self._started.set()
+
+    def drop_gauges(self, current: RoutePipeline | None) -> None:
+        """After a reload retired this version: remove the gauge series it fed that the route's ``current``
+        version does not feed too (a target renamed or removed, a spool dropped); shared ones are current's."""
+        keep = {(id(g), labels) for g, labels in current.gauges} if current is not None else set()
+        for g, labels in self.gauges:
+            if (id(g), labels) not in keep:
+                g.remove(*labels)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush what is buffered (linger no longer waits), then stop; what is left fails as UNAVAILABLE."""

@@ -40,7 +40,7 @@ import os
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bridge.model.config import SpoolConfig
 from bridge.model.errors import BatchRejected, SpoolError
@@ -89,6 +89,15 @@ class Spool:
         self.pause = 1.0  # seconds before records that failed for a while are tried again
         self.pumps: dict[str, Pump] = {}
         self._refused = 0  # the size of the last request that did not fit (0: the last one did)
+        # The gauge series this spool feeds, (gauge, labels): its route removes them when a reload drops them.
+        self.gauges: list[tuple[Any, tuple[str, ...]]] = []
+        if metrics is not None:
+            metrics.spool_bytes.labels(route).set_function(lambda: self.disk_bytes)
+            metrics.spool_limit.labels(route).set(cfg.max_bytes)
+            metrics.dead_letter_rows.labels(route).set_function(lambda: self.dead_rows)
+            self.gauges = [(g, (route,)) for g in (metrics.spool_bytes, metrics.spool_limit, metrics.dead_letter_rows)]
+            self.gauges += [(g, (route, n)) for n in self.targets
+                            for g in (metrics.spool_cursor_lag, metrics.spool_dead_letter_rows)]
         if metrics is not None and self.targets:
             for name, c in self.wal.cursors.items():
                 metrics.spool_cursor_lag.labels(route, name).set_function(lambda c=c: c.undelivered)

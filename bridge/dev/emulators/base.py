@@ -120,6 +120,11 @@ class Emulator:
         nothing; after the credential check where the target has one."""
         self._answers += [Answer(status, body, headers or {})] * times
 
+    def clear_answers(self) -> None:
+        """Drop the ``fail_next`` and ``lose_answer_next`` answers not given yet (the target is back)."""
+        self._answers.clear()
+        self._lost.clear()
+
     def lose_answer_next(self, status: int, body: Any = None, headers: dict | None = None, times: int = 1) -> None:
         """Take the next ``times`` ingest requests as usual, then answer them with this instead."""
         self._lost += [Answer(status, body, headers or {})] * times
