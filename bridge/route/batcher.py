@@ -160,8 +160,10 @@ class Batcher:
                     continue
                 if self.closing:
                     return None
+                # asyncio.timeout, not wait_for: no task per wait (cond.wait() holds the lock again either way).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(cond.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await cond.wait()
 
 
 def fits(rows: int, size: int, part_rows: int, part_bytes: int, max_rows: int, max_bytes: int) -> bool:
