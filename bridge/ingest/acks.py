@@ -9,12 +9,18 @@ from bridge.model.rows import RowError
 from bridge.model.tickets import SHUTTING_DOWN, Ticket
 from bridge.proto import pb
 
+_OK = status.rich_status("OK", "", "")
+
 
 def _row_errors(errors: list[RowError]) -> list[pb.RowError]:
     return [pb.RowError(index=e.index, column=e.column, reason=e.reason) for e in errors]
 
 
 def ticket_ack(t: Ticket, resource_type: str = "target") -> pb.BatchAck:
+    if t.failure is None and not t.errors and not t.upstream and not t.unnamed_rejects:
+        # Every row taken, nothing to name: the common ack, built without the general path's lists and dicts.
+        return pb.BatchAck(sequence=t.sequence, route=t.route, accepted=t.accepted, rejected=t.total - t.accepted,
+                           status=_OK)
     errors = sorted(t.errors, key=lambda e: e.index)
     if t.failure is not None and t.accepted > 0:
         # Part of the request went through: name the rows that did not, so they alone can be resent.
