@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from bridge.ingest import acks
 from bridge.model.config import LimitsConfig
 from bridge.model.errors import BatchRejected
-from bridge.model.rows import Rows
+from bridge.model.rows import Joined, Rows
 from bridge.proto import pb
 from bridge.transcode import formats
 from bridge.transcode.decode import Decoder
@@ -77,6 +77,11 @@ def native_side(o: Opts, raw: bytes, size: int) -> tuple | None:
     return out
 
 
+def native_side_joined(o: Opts, raw: bytes, size: int) -> tuple:
+    t = native.Transcoder(o.mode, o.max_value, o.max_depth, o.max_columns)
+    return t.decode_joined(raw, size)
+
+
 def compare(o: Opts, raw: bytes, merged: bool = False) -> str:
     """Both transcoders on the wire bytes ``raw``; the outcome's name for hypothesis' statistics."""
     request = pb.IngestRequest.FromString(raw)
@@ -104,6 +109,13 @@ def compare(o: Opts, raw: bytes, merged: bool = False) -> str:
     theirs = Rows(None, want[0], want[1], want[2])
     assert formats.ndjson(mine) == formats.ndjson(theirs)
     assert formats.json_array(mine) == formats.json_array(theirs)
+    # The same rows in one buffer (what the route uses): the same rows, errors and bodies.
+    body, ends, j_ops, j_index, j_errors, j_invalid, j_columns = native_side_joined(o, raw, size)
+    joined = Rows(None, Joined.of(body, ends), j_ops, j_index)
+    assert (list(joined.data), j_ops, j_index, j_errors, j_invalid, j_columns) == (
+        want[0], want[1], want[2], want[3], [], None)
+    assert formats.ndjson(joined) == formats.ndjson(theirs)
+    assert formats.json_array(joined) == formats.json_array(theirs)
     return "rows with errors" if errors else "rows"
 
 

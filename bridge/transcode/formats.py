@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from bridge.model.rows import RowForm, Rows
+from bridge.model.rows import Joined, RowForm, Rows
 from bridge.transcode.jsonrows import split
 
 __all__ = ["COMPACT", "as_form", "compact", "csv_body", "csv_cells", "json_array", "json_table", "ndjson",
@@ -52,6 +52,8 @@ def ndjson(rows: Rows) -> bytes:
     """One object per line, each line ending in a newline."""
     if not rows.data:
         return b""
+    if type(rows.data) is Joined:
+        return rows.data.ndjson()  # already one object per line
     return b"\n".join([*object_bytes(rows), b""])  # one copy of the body, the last newline included
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from bridge.model.config import LimitsConfig
-from bridge.model.rows import RowError, RowForm, Rows
+from bridge.model.rows import Joined, RowError, RowForm, Rows
 from bridge.transcode.plan import Plan
 from bridge.transcode.python import PythonTranscoder, row_checks
 from bridge.transcode.validate import shown
@@ -40,7 +40,7 @@ try:
 except ImportError:  # not built (no cargo at install time): the Python transcoder runs
     _native = None
 # A build of an older native/ (an in-place build not redone) lacks what this module asks: the Python one runs.
-_ABI = 3
+_ABI = 4
 if _native is not None and getattr(_native, "ABI", 1) < _ABI:
     _native = None
 
@@ -97,15 +97,16 @@ class NativeTranscoder:
         if kind not in ("rows", "columns") and (kind != "json" or self.plan.parse_json):
             return self.python.transcode(request, size)
         size = request.ByteSize() if size is None else size
-        out = self._t.decode(request.SerializeToString() if raw is None else raw, size)
+        out = self._t.decode_joined(request.SerializeToString() if raw is None else raw, size)
         if out is None:
             return self.python.transcode(request, size)
-        data, ops, index, errors, invalid, columns = out
+        body, ends, ops, index, errors, invalid, columns = out
         errors = [RowError(i, "", r) for i, r in errors]
         if invalid:
             errors += [RowError(i, name, self._reason(name, cell)) for i, name, cell in invalid]
-        rows = Rows(None, data, ops, index) if columns is None else Rows(tuple(columns), data, ops, index,
-                                                                          self.plan.form)
+        data = Joined.of(body, ends)  # one buffer, no object per row
+        rows = Rows(None, data, ops, index) if columns is None else Rows(tuple(columns), list(data), ops, index,
+                                                                         self.plan.form)
         return row_checks(self.plan, rows, errors)
 
     def _reason(self, name: str, cell: bytes | None) -> str:

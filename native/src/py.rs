@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::decode::{decode, Options};
+use crate::decode::{decode, Decoded, Options};
 use crate::forms::{Csv, Form};
 use crate::timefmt::Mode;
 use crate::validate::{Schema, Spec, Ty};
@@ -19,12 +19,25 @@ struct Transcoder {
     names: Vec<String>,
 }
 
+/// Cells a declared column refused: (row, column name, the cell's JSON or None for a null).
+type Invalid<'py> = Vec<(usize, String, Option<Bound<'py, PyBytes>>)>;
+
 type Out<'py> = (
     Bound<'py, PyList>,
     Option<Vec<i32>>,
     Option<Vec<usize>>,
     Vec<(usize, String)>,
-    Vec<(usize, String, Option<Bound<'py, PyBytes>>)>,
+    Invalid<'py>,
+    Option<Vec<String>>,
+);
+
+type JoinedOut<'py> = (
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    Option<Vec<i32>>,
+    Option<Vec<usize>>,
+    Vec<(usize, String)>,
+    Invalid<'py>,
     Option<Vec<String>>,
 );
 
@@ -95,14 +108,9 @@ impl Transcoder {
         request: &Bound<'py, PyBytes>,
         size: u64,
     ) -> PyResult<Option<Out<'py>>> {
-        let raw = request.as_bytes();
-        let opts = &self.opts;
-        let d = if raw.len() >= RELEASE_GIL {
-            py.allow_threads(|| decode(raw, size, opts))
-        } else {
-            decode(raw, size, opts)
+        let Some(d) = self.run(py, request, size) else {
+            return Ok(None);
         };
-        let Some(d) = d else { return Ok(None) };
         // Built at its full length at once (appending one by one costs a resize now and then).
         let rows = PyList::new(
             py,
@@ -111,19 +119,85 @@ impl Transcoder {
                 PyBytes::new(py, &d.buf[start..end])
             }),
         )?;
-        let invalid = d
-            .invalid
-            .into_iter()
-            .map(|(i, s, cell)| (i, self.names[s].clone(), cell.map(|c| PyBytes::new(py, &c))))
-            .collect();
-        // Column names are checked UTF-8 (decode.rs keys()).
-        let columns = d.columns.map(|c| {
-            c.into_iter()
-                .map(|n| String::from_utf8_lossy(&n).into_owned())
-                .collect()
-        });
+        let invalid = self.invalid(py, d.invalid);
+        let columns = written(d.columns);
         Ok(Some((rows, d.ops, d.index, d.errors, invalid, columns)))
     }
+
+    /// As ``decode``, the rows in one buffer: ``(body, ends, ops or None, caller indices or None,
+    /// [(index, reason)], refused cells, columns)``. ``body`` holds each row followed by a newline; ``ends`` holds, as
+    /// native-endian u64s, the offset just past each row's newline. An NDJSON body of consecutive rows is
+    /// then one slice of it, and no Python object is made per row (bridge/model/rows.py ``Joined``).
+    fn decode_joined<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Bound<'py, PyBytes>,
+        size: u64,
+    ) -> PyResult<Option<JoinedOut<'py>>> {
+        let Some(d) = self.run(py, request, size) else {
+            return Ok(None);
+        };
+        let body = PyBytes::new_with(py, d.buf.len() + d.ends.len(), |out| {
+            let (mut at, mut start) = (0, 0);
+            for &end in &d.ends {
+                let row = &d.buf[start..end];
+                out[at..at + row.len()].copy_from_slice(row);
+                at += row.len();
+                out[at] = b'\n';
+                at += 1;
+                start = end;
+            }
+            Ok(())
+        })?;
+        let mut ends = Vec::with_capacity(d.ends.len() * 8);
+        for (k, &end) in d.ends.iter().enumerate() {
+            ends.extend_from_slice(&((end + k + 1) as u64).to_ne_bytes());
+        }
+        let invalid = self.invalid(py, d.invalid);
+        let columns = written(d.columns);
+        Ok(Some((
+            body,
+            PyBytes::new(py, &ends),
+            d.ops,
+            d.index,
+            d.errors,
+            invalid,
+            columns,
+        )))
+    }
+}
+
+impl Transcoder {
+    /// The decode itself, without the GIL for a large request.
+    fn run(&self, py: Python<'_>, request: &Bound<'_, PyBytes>, size: u64) -> Option<Decoded> {
+        let raw = request.as_bytes();
+        let opts = &self.opts;
+        if raw.len() >= RELEASE_GIL {
+            py.allow_threads(|| decode(raw, size, opts))
+        } else {
+            decode(raw, size, opts)
+        }
+    }
+
+    fn invalid<'py>(
+        &self,
+        py: Python<'py>,
+        cells: Vec<(usize, usize, Option<Vec<u8>>)>,
+    ) -> Invalid<'py> {
+        cells
+            .into_iter()
+            .map(|(i, s, cell)| (i, self.names[s].clone(), cell.map(|c| PyBytes::new(py, &c))))
+            .collect()
+    }
+}
+
+/// The written columns' names (checked UTF-8 by decode.rs keys()), for rows in a ``form``.
+fn written(columns: Option<Vec<Vec<u8>>>) -> Option<Vec<String>> {
+    columns.map(|c| {
+        c.into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .collect()
+    })
 }
 
 /// ``(route, sequence, "rows", "columns" or "json", row count)`` of a plain RowBatch, ColumnBatch or JsonBatch request's wire
@@ -142,8 +216,8 @@ fn peek(request: &Bound<'_, PyBytes>) -> Option<(String, u64, &'static str, u64)
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // What this build's Python side may ask of it (2: declared and RFC 3339 columns, reserved names;
-    // 3: row forms, and the written columns in what decode returns).
-    m.add("ABI", 3)?;
+    // 3: row forms, and the written columns in what decode returns; 4: decode_joined).
+    m.add("ABI", 4)?;
     m.add_class::<Transcoder>()?;
     m.add_function(wrap_pyfunction!(peek, m)?)?;
     Ok(())
