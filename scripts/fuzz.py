@@ -147,10 +147,11 @@ def run_cargo(seconds: int, jobs: int, extra: list[str]) -> bool:
         cmd += [f"-fork={jobs}"]
     print("$ (cd native &&", " ".join(cmd) + ")", flush=True)
     started = time.perf_counter()
-    p = subprocess.run(cmd, cwd=native, capture_output=True, text=True)
+    log_path = native / "fuzz" / "last-run.log"
+    with log_path.open("w") as out:  # written as it runs: `tail -f` it to follow the run
+        p = subprocess.run(cmd, cwd=native, stdout=out, stderr=subprocess.STDOUT)
     elapsed = time.perf_counter() - started
-    log = p.stderr
-    (native / "fuzz" / "last-run.log").write_text(log)
+    log = log_path.read_text(errors="replace")
     if "no such command: `fuzz`" in log:
         print("cargo-fuzz is not installed: cargo install cargo-fuzz", file=sys.stderr)
         return False
@@ -166,7 +167,7 @@ def run_cargo(seconds: int, jobs: int, extra: list[str]) -> bool:
         print(f"decode: CRASH saved at {c.relative_to(ROOT)}", flush=True)
     if p.returncode != 0 and not crashes:
         print(f"cargo fuzz exited {p.returncode}:\n{log[-3000:]}", file=sys.stderr)
-    print(f"(libFuzzer's output: {(native / 'fuzz' / 'last-run.log').relative_to(ROOT)})", flush=True)
+    print(f"(libFuzzer's output: {log_path.relative_to(ROOT)})", flush=True)
     return p.returncode == 0 and not crashes
 
 
