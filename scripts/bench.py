@@ -42,7 +42,7 @@ from benchlib.procs import (  # noqa: E402
     wait_port,
 )
 from benchlib.refs import run_http_ceiling, run_k6, run_latency, run_sdk, run_stall  # noqa: E402
-from benchlib.report import chart, report  # noqa: E402
+from benchlib.report import chart, report, write  # noqa: E402
 from benchlib.roles import role_floor, role_sink, write_bodies  # noqa: E402
 
 
@@ -78,16 +78,13 @@ def run_throughput(args, sink: str, desc: Path, tmp: Path) -> dict[str, Result]:
                     r = results.setdefault(key, Result(key))
                     measure(proc, port, payloads[s], args.streams, sink, r, args.timeout, args.clients, tmp)
                     print(f"  run {run + 1} {key}: {r.rows_per_s[-1]:,.0f} rows/s, bridge {r.cpu_us_per_row[-1]:.2f} "
-                          f"us/row, client {r.client_us_per_row[-1]:.2f} us/row ({r.client_share[-1]:.0%} of a core)",
+                          f"us/row ({r.bridge_share[-1]:.0%} of a core), client {r.client_us_per_row[-1]:.2f} us/row "
+                          f"({r.client_share[-1]:.0%}), machine busy {r.machine_busy[-1]:.0%}",
                           flush=True)
     finally:
         for proc, _ in targets.values():
             proc.stop()
     return results
-
-
-# BENCHMARKS.md from this line on is written by hand; a new run keeps it (update its figures by hand).
-NOTES = "<!-- notes: bench.py keeps what follows -->"
 
 
 def main() -> int:
@@ -181,11 +178,7 @@ def main() -> int:
         out = Path(args.out)
         if chart(results, out.with_suffix(".png")):
             text += f"\n![rows/s by scenario]({out.with_suffix('.png').name})\n"
-        # The written analysis below the marker is the reader's, not the run's: it is kept as it is.
-        old = out.read_text() if out.exists() else ""
-        if NOTES in old:
-            text += "\n" + old[old.index(NOTES):]
-        out.write_text(text)
+        write(out, text)
         print(f"wrote {out}")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib.procs import BENCH, Proc, client_cpu_seconds, http_json
+from benchlib.procs import BENCH, Proc, client_cpu_seconds, http_json, machine_busy_seconds
 
 ROWS_PER_MESSAGE = 1000
 SCENARIOS = ("columns", "messages", "rows", "json")
@@ -70,6 +71,8 @@ class Result:
     cpu_us_per_row: list[float] = field(default_factory=list)
     client_us_per_row: list[float] = field(default_factory=list)
     client_share: list[float] = field(default_factory=list)  # the load client's CPU seconds per second
+    bridge_share: list[float] = field(default_factory=list)  # the bridge's (all its processes)
+    machine_busy: list[float] = field(default_factory=list)  # every core's busy share, anyone's work
     mb_in: list[float] = field(default_factory=list)
     mb_out: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
@@ -130,7 +133,7 @@ def measure(target: Proc, port: int, payloads: list[bytes], streams: int, sink: 
             timeout: float, clients: int = 1, tmp: Path | None = None) -> None:
     """One run: every payload through ``target``; rows/s, the target's and the load client's CPU, MB/s, RSS."""
     http_json(sink + "/_reset", "POST")
-    cpu0 = target.cpu_seconds()
+    cpu0, busy0 = target.cpu_seconds(), machine_busy_seconds()
     if clients > 1 and tmp is not None:
         dt, accepted, client = drive_processes(port, payloads, streams, timeout, clients, tmp)
     else:
@@ -138,6 +141,7 @@ def measure(target: Proc, port: int, payloads: list[bytes], streams: int, sink: 
         dt, accepted = asyncio.run(drive(port, payloads, streams, timeout))
         client = client_cpu_seconds() - client0
     cpu = target.cpu_seconds() - cpu0
+    busy = machine_busy_seconds() - busy0
     stats = http_json(sink + "/_stats")
     rows = len(payloads) * ROWS_PER_MESSAGE
     if accepted != rows or stats["rows"] != rows:
@@ -146,6 +150,8 @@ def measure(target: Proc, port: int, payloads: list[bytes], streams: int, sink: 
     result.cpu_us_per_row.append(cpu / rows * 1e6)
     result.client_us_per_row.append(client / rows * 1e6)
     result.client_share.append(client / dt)
+    result.bridge_share.append(cpu / dt)
+    result.machine_busy.append(min(1.0, busy / dt / (os.cpu_count() or 1)))  # jiffies vs wall clock: rounding
     result.mb_in.append(sum(map(len, payloads)) / dt / 1e6)
     result.mb_out.append(stats["bytes"] / dt / 1e6)
     result.rss.append(target.peak_rss())

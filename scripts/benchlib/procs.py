@@ -73,6 +73,13 @@ def client_cpu_seconds() -> float:
     return (int(parts[11]) + int(parts[12])) / TICK
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine (all cores, every process: others' too) has been busy, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
 def wait_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -9,6 +9,17 @@ from pathlib import Path
 
 from benchlib.load import ROWS_PER_MESSAGE, SCENARIOS, Result, configs, paired
 
+# BENCHMARKS.md from this line on is written by hand; a new run keeps it (its figures are updated by hand).
+NOTES = "<!-- notes: bench.py keeps what follows -->"
+
+
+def write(out: Path, text: str) -> None:
+    """The report to ``out``, followed by the notes ``out`` already has below the NOTES line, unchanged."""
+    old = out.read_text() if out.exists() else ""
+    if NOTES in old:
+        text = text.rstrip("\n") + "\n\n" + old[old.index(NOTES):]
+    out.write_text(text)
+
 
 def report(args, results: dict[str, Result], extra: dict, elapsed: float) -> str:
     lines = []
@@ -21,9 +32,10 @@ def report(args, results: dict[str, Result], extra: dict, elapsed: float) -> str
       f"{args.messages} messages per run, {args.streams} streams, NDJSON to a local sink; medians of {args.runs} "
       "runs; "
       "bridge, sink and load client are separate processes on loopback (2 cores shared by all).\n")
-    w("| scenario | transcoder | workers | rows/s | bridge CPU µs/row | client CPU µs/row | client % of a core "
-      "| MB/s in | MB/s out | peak RSS MiB | rows/s ÷ floor | CPU ÷ floor | rows/s ÷ 1 worker |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| scenario | transcoder | workers | rows/s | bridge CPU µs/row | bridge % of a core | client CPU µs/row "
+      "| client % of a core | machine busy | MB/s in | MB/s out | peak RSS MiB | rows/s ÷ floor | CPU ÷ floor "
+      "| rows/s ÷ 1 worker |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in SCENARIOS:
         floor = results.get(f"{s} floor")
         for name, t, wkr, _ in configs(args):
@@ -39,12 +51,14 @@ def report(args, results: dict[str, Result], extra: dict, elapsed: float) -> str
             if wkr != 1 and one:
                 scale = f"{paired(r.rows_per_s, one.rows_per_s):.2f}"
             w(f"| {s} | {t}{name.split(f'x{wkr}', 1)[1]} | {wkr} | {r.med('rows_per_s'):,.0f} | "
-              f"{r.med('cpu_us_per_row'):.2f} | {r.med('client_us_per_row'):.2f} | {r.med('client_share'):.0%} | "
+              f"{r.med('cpu_us_per_row'):.2f} | {r.med('bridge_share'):.0%} | {r.med('client_us_per_row'):.2f} | "
+              f"{r.med('client_share'):.0%} | {r.med('machine_busy'):.0%} | "
               f"{r.med('mb_in'):.0f} | {r.med('mb_out'):.0f} | {r.med('rss') / 2**20:.0f} | {speed} | {cost} "
               f"| {scale} |")
         if floor:
             w(f"| {s} | transport floor | 1 | {floor.med('rows_per_s'):,.0f} | {floor.med('cpu_us_per_row'):.2f} | "
-              f"{floor.med('client_us_per_row'):.2f} | {floor.med('client_share'):.0%} | "
+              f"{floor.med('bridge_share'):.0%} | {floor.med('client_us_per_row'):.2f} | "
+              f"{floor.med('client_share'):.0%} | {floor.med('machine_busy'):.0%} | "
               f"{floor.med('mb_in'):.0f} | {floor.med('mb_out'):.0f} | {floor.med('rss') / 2**20:.0f} | 1.00 | 1.00 "
               "| |")
     w("")
@@ -54,7 +68,9 @@ def report(args, results: dict[str, Result], extra: dict, elapsed: float) -> str
       "floor`, `CPU ÷ floor` and `rows/s ÷ 1 worker` pair each run with the other's run of the same round, "
       "then take the median. The client's CPU is the load client's (all its processes: "
       f"`--clients {args.clients}`), from /proc like the bridge's; `client % of a core` is its CPU seconds per "
-      "second of the run: well under 100 % means the client was not the limit of that run.")
+      "second of the run: well under 100 % means the client was not the limit of that run. `machine busy` is "
+      "the share of all cores busy during the run, with anyone's work (/proc/stat): near 100 % means the run "
+      "got only what the machine's other users left.")
     w("")
     if "http" in extra:
         w(f"HTTP ceiling (pre-encoded 5000-row NDJSON bodies straight to the sink, 4 in flight): "
