@@ -11,9 +11,12 @@ IngestStream, several streams). In the same run, the references:
 * http: pre-encoded bodies posted straight to the sink (the HTTP ceiling);
 * k6: a third-party gRPC load generator against the bridge (if `k6` is installed).
 
-Usage: python scripts/bench.py [--quick] [--runs N] [--workers 1,2] [--out BENCHMARKS.md]
-       [--transcoder native,python] [--scenarios rows,columns] [--declared] [--format csv] [--throughput-only]
-Every load loop is bounded in rows and time; only 127.0.0.1 is used.
+Usage: python scripts/bench.py --report BENCHMARKS.md     (the full run: rewrites the figures and the chart,
+                                                          keeps the notes below the file's notes line)
+       python scripts/bench.py [--quick] [--runs N] [--workers 1,2] [--transcoder native,python]
+       [--scenarios rows,columns] [--declared] [--format csv] [--clients N] [--streams N]
+       [--transcode-threads 0,2] [--throughput-only]
+Every load loop is bounded in rows and time; only 127.0.0.1 is used. The parts are in scripts/benchlib/.
 """
 
 from __future__ import annotations
