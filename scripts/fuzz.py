@@ -158,9 +158,11 @@ def run_cargo(seconds: int, jobs: int, extra: list[str]) -> bool:
     last = STAT.findall(log)
     final = dict(re.findall(r"stat::(\w+):\s+(\d+)", log))
     crashes = sorted(set(artifacts.glob("*")) - before) if artifacts.exists() else []
+    done = re.search(r"Done \d+ runs in (\d+) second", log)  # libFuzzer's own time, without the build
     if last:
         execs, cov, ft, corp, size = last[-1]
-        print(f"decode: {final.get('number_of_executed_units', execs)} executions in {elapsed:.0f}s "
+        took = f"{done.group(1)}s of fuzzing" if done else f"{elapsed:.0f}s"
+        print(f"decode: {final.get('number_of_executed_units', execs)} executions in {took} "
               f"({final.get('average_exec_per_sec', '?')}/s), coverage {cov} edges, {ft} features, "
               f"corpus {corp} inputs ({size}), peak RSS {final.get('peak_rss_mb', '?')} MB", flush=True)
     for c in crashes:
