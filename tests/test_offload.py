@@ -75,6 +75,21 @@ async def test_streams_give_the_same_rows_in_order_inline_and_on_the_pool(n, thr
     assert (len(pool_threads) > 0) == (n != "0")
 
 
+@native_only
+async def test_a_route_with_two_targets_gives_each_its_rows_from_the_pool(threads, sink, bridge_factory,
+                                                                         channel_factory):
+    threads("2")
+    targets = [{"name": n, "dialect": "http", "url": sink.url + f"/{n}", "batch": {"linger": "0s"}} for n in "ab"]
+    b = await bridge_factory({"r": {"targets": targets}}, limits={"max_value_bytes": 1000})
+    assert all(lane.transcoder.name == "native" for lane in b.service.routes["r"].lanes)
+    acks = [a async for a in channel_factory(b).IngestStream(iter([big(0, seq) for seq in range(3)]))]
+    assert [(a.sequence, a.accepted, [e.index for e in a.errors]) for a in acks] == [(s, 699, [3]) for s in range(3)]
+    for path in ("/a", "/b"):
+        got = sorted((r["seq"], r["i"]) for c in sink.requests if c.path == path for r in c.rows)
+        assert got == [(s, i) for s in range(3) for i in range(700) if i != 3]
+    assert any(t.name.startswith("transcode") for t in threading.enumerate())
+
+
 def serve(env_value: str, tmp_path: Path) -> subprocess.CompletedProcess:
     cfg = tmp_path / "bridge.yaml"
     cfg.write_text("listen: 127.0.0.1:0\nhttp: null\nroutes:\n  r: {dialect: http, url: http://127.0.0.1:9/in}\n")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.model.rows import RowError, Rows
 
 if TYPE_CHECKING:
+    from bridge.route.fanout import Fanned
     from bridge.route.pipeline import RoutePipeline
 
 THREADS_ENV = "INGEST_BRIDGE_TRANSCODE_THREADS"
@@ -49,9 +50,15 @@ def pool() -> ThreadPoolExecutor | None:
     return _pool
 
 
-async def prepare(route: RoutePipeline, request: Any, size: int, raw: bytes | None) -> tuple[Rows, list[RowError]]:
+def _native(route: RoutePipeline) -> bool:
+    """Whether any of the route's targets (lanes) reads requests with the native transcoder."""
+    return any(getattr(lane.transcoder, "name", "") == "native" for lane in route.lanes)
+
+
+async def prepare(route: RoutePipeline, request: Any, size: int, raw: bytes | None
+                  ) -> tuple[Rows | Fanned, list[RowError]]:
     """``route.prepare(request, size, raw)``, on the pool where it is worth it, else inline."""
     executor = pool()
-    if executor is None or size < MIN_BYTES or getattr(route.transcoder, "name", "") != "native":
+    if executor is None or size < MIN_BYTES or not _native(route):
         return route.prepare(request, size, raw)
     return await asyncio.get_running_loop().run_in_executor(executor, route.prepare, request, size, raw)
