@@ -106,8 +106,9 @@ def run_diff(shape: str, examples: int, chunk: int, seconds: float | None, keep_
     started = time.perf_counter()
     done = runs = failures = 0
     while done < examples and (seconds is None or time.perf_counter() - started < seconds):
+        # No per-test timeout: a long chunk is the point here (the suite's 120 s would cut it short).
         p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                            "-p", "no:randomly", *DIFF_SHAPES[shape]],
+                            "-p", "no:randomly", "-o", "timeout=0", *DIFF_SHAPES[shape]],
                            cwd=ROOT, env=env, capture_output=True, text=True)
         done += chunk
         runs += 1
