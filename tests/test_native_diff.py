@@ -11,6 +11,7 @@ merges them) and requests with bytes flipped check the wire reader against upb: 
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,10 +120,12 @@ def compare(o: Opts, raw: bytes, merged: bool = False) -> str:
     return "rows with errors" if errors else "rows"
 
 
+# scripts/fuzz.py diff runs these properties with many more fresh examples through this variable.
+_LONG = os.environ.get("INGEST_BRIDGE_FUZZ_EXAMPLES")
 DIFF = settings(
-    max_examples=500,
+    max_examples=int(_LONG) if _LONG else 500,
     deadline=None,
-    derandomize=True,
+    derandomize=not _LONG,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],

@@ -200,6 +200,19 @@ def test_a_syntax_error_is_worded_by_the_python_path() -> None:
     assert [(e.index, e.reason) for e in errors] == [(1, "not valid JSON: JSON is malformed: invalid number (byte 6)")]
 
 
+def test_whitespace_around_an_object_is_kept_and_line_breaks_become_spaces() -> None:
+    """The cargo-fuzz target's find (its own assertion was too strict): a row is passed on as written, around
+    the object too, on one line, by both transcoders alike."""
+    raw = pb.IngestRequest(json=pb.JsonBatch(objects=[b"\n" * 9 + b"1", b"\n{\n\n\n}\n\n\n\n"])).SerializeToString()
+    plan = Plan(route="r", rows_as_objects=True)
+    request = pb.IngestRequest.FromString(raw)
+    for t in (NativeTranscoder(plan), PythonTranscoder(plan)):
+        rows_, errors = t.transcode(request, len(raw), raw)
+        assert rows_.data == [b" {   }    "]
+        assert [(e.index, e.reason) for e in errors] == [(0, "not a JSON object (a JSON int)")]
+    assert native.Transcoder("rfc3339", 1 << 20, 32, 1000).decode(raw, len(raw)) is not None  # decided natively
+
+
 def test_every_byte_at_every_place_in_a_long_string() -> None:
     """Strings are scanned eight bytes at a time: each kind of byte, at each offset, is still seen."""
     specials = [b'\\"', b"\\\\", b"\\n", b"\\u00e9", b"\x00", b"\x01", b"\x1f", b" ", b"\x7f", b"\xc3\xa9", b"\xff",

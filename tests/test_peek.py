@@ -78,6 +78,7 @@ def test_what_upb_must_decide_is_left_to_it() -> None:
     assert native.peek(bad_utf8) is None
     assert native.peek(ok + b"\x3a\x00") is None  # an unknown field (7): upb keeps it
     assert native.peek(pb.IngestRequest(route="r", json=pb.JsonBatch()).SerializeToString()) == ("r", 0, "json", 0)
+    assert native.peek(b"\x32\x00") == ("", 0, "json", 0)  # an empty JsonBatch alone (the fuzz target's first find)
     json_rows = pb.IngestRequest(json=pb.JsonBatch(objects=[b"\xff", b"{}"], ops=[1, 2])).SerializeToString()
     assert native.peek(json_rows) == ("", 0, "json", 2)  # objects are bytes: upb checks no UTF-8 there
     assert native.peek(json_rows + b"\x32\x02\x08\x01") is None  # a second JsonBatch: upb merges them

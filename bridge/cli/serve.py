@@ -90,7 +90,13 @@ def listen_error(e: ListenError, settings: dict[str, str]) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from bridge.config import parse_listen
     from bridge.ops.redact import config_secrets
+    from bridge.route import offload
 
+    try:
+        offload.threads()  # a bad INGEST_BRIDGE_TRANSCODE_THREADS stops the start, not the first request
+    except ValueError as e:
+        print(f"ingest-bridge: {e}", file=sys.stderr)
+        return 2
     try:
         if args.listen is not None:
             args.listen = parse_listen(args.listen, "--listen")

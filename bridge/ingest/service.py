@@ -23,6 +23,7 @@ from bridge.ingest.peeked import Peeked
 from bridge.model.errors import BatchRejected
 from bridge.model.tickets import SHUTTING_DOWN
 from bridge.proto import pb
+from bridge.route import offload
 from bridge.route.pipeline import RoutePipeline, Ticket
 
 log = logging.getLogger("bridge.ingest.service")
@@ -118,7 +119,7 @@ class IngestService:
             charge = route.charge(request, size)
             await route.reserve(charge)
             try:
-                rows, errors = route.prepare(request, size, raw)
+                rows, errors = await offload.prepare(route, request, size, raw)
             except BatchRejected:
                 route.release(charge)
                 raise

@@ -1,0 +1,1 @@
+"""scripts/bench.py's parts, by role: processes, load client, roles, references, report."""
