@@ -280,3 +280,17 @@ def test_answers_name_the_same_rows_from_csv_lines(sides) -> None:
     named = _outcome(fast["feldera_csv"].dialect.classify(answer, got))
     assert named == _outcome(pure["feldera_csv"].dialect.classify(answer, want))
     assert named[2] == [(1, "id", "Feldera: no")]
+
+
+def test_a_refused_epoch_seconds_value_is_shown_as_its_number(sides) -> None:
+    """Under ``timestamps: epoch_s`` a fractional second is an exact JSON number (an orjson Fragment inside):
+    a reason shows that number, the same on both paths, never the object's repr with its address."""
+    request = pb.IngestRequest(route="r")
+    column = request.columns.columns.add(name="id")
+    column.timestamps.values.extend([1_000_000, -80_499_011])  # microseconds
+    for side in sides:
+        _, errors = _prepare(side["http_csv_semicolon_declared"], request)
+        assert [(e.index, e.column, e.reason) for e in errors] == [
+            (0, "id", "column 'id' expects an integer in int64, got 0.001"),
+            (1, "id", "column 'id' expects an integer in int64, got -0.080499011"),
+        ]

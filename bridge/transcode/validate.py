@@ -97,7 +97,12 @@ def _checks(spec: ColumnSpec, mode: str) -> tuple[Callable[[Any], bool], Callabl
 
 def shown(v: Any) -> str:
     """A value as a reason shows it: its ``repr``, cut to 40 characters."""
-    text = v.decode("utf-8", "replace") if isinstance(v, bytes) else repr(v)
+    if isinstance(v, bytes):
+        text = v.decode("utf-8", "replace")
+    elif type(v) is orjson.Fragment:  # an exact epoch_s number: its JSON text, not the object's address
+        text = orjson.dumps(v).decode()
+    else:
+        text = repr(v)
     return text[:37] + "..." if len(text) > 40 else text
 
 
