@@ -65,7 +65,8 @@ async def test_four_streams_through_twenty_reloads_lose_nothing_and_every_ack_is
                 window = asyncio.Semaphore(4)
 
                 async def gen():
-                    for m in range(2000):  # bounded; ends once the reloads are done
+                    # Bounded, with room for a fast bridge to outlast the 20 reloads; ends once they are done.
+                    for m in range(50_000):
                         if stop.is_set() and m >= 10:
                             return
                         await window.acquire()
