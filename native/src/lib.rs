@@ -2,13 +2,17 @@
 //! Python transcoder writes. The reader has no `unsafe`; the Python binding is in `py`.
 #![deny(unsafe_code)]
 
+mod columns;
 pub mod decode;
 pub mod forms;
 pub mod json;
 pub mod jsonrows;
 pub mod peek;
+mod rows;
+mod table;
 pub mod timefmt;
 pub mod validate;
+mod value;
 pub mod wire;
 
 #[cfg(feature = "python")]
