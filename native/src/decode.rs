@@ -8,6 +8,7 @@
 //! which has the answer. Row errors carry the Python transcoder's exact reasons.
 
 use crate::forms::Form;
+pub use crate::message::Lookup;
 use crate::timefmt::Mode;
 use crate::validate::Schema;
 use crate::wire::{Reader, LEN, VARINT};
@@ -116,17 +117,68 @@ impl Ctx<'_> {
     }
 }
 
+/// What the native transcoder makes of a request.
+pub enum Answer {
+    Rows(Decoded),
+    /// The Python transcoder decides this request.
+    Python,
+    /// A MessageBatch of a type whose plan is not compiled yet: compile it, then ask again.
+    NeedPlan(String),
+}
+
 /// An IngestRequest's rows as JSON objects; `None`: the Python transcoder decides this request (its
 /// payload is another shape, or the batch is rejected whole, or its wire form is one upb merges).
 /// `size` is the request's wire size as the service counts it.
 pub fn decode(request: &[u8], size: u64, o: &Options) -> Option<Decoded> {
+    match decode_with(request, size, o, &|_| Lookup::Python) {
+        Answer::Rows(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// As `decode`, with the route's MessageBatch plans (`lookup` by type name).
+pub fn decode_with(
+    request: &[u8],
+    size: u64,
+    o: &Options,
+    lookup: &dyn Fn(&str) -> Lookup,
+) -> Answer {
     if o.max_depth > MAX_DEPTH || o.max_depth == 0 {
-        return None;
+        return Answer::Python;
     }
     let cx = Ctx {
         o,
         long: size > o.max_value,
     };
+    let Some(payload) = payload(request) else {
+        return Answer::Python;
+    };
+    let out = match payload {
+        (3, b) => crate::rows::row_batch(b, &cx),
+        (4, b) => crate::columns::column_batch(b, &cx),
+        (5, b) => {
+            return match crate::message::message_batch(b, &cx, lookup) {
+                Ok(d) => Answer::Rows(d),
+                Err(None) => Answer::Python,
+                Err(Some(name)) => Answer::NeedPlan(name),
+            }
+        }
+        (6, b) => {
+            return match crate::jsonrows::json_batch(b, o.max_value, o.max_depth) {
+                Some(d) => Answer::Rows(d),
+                None => Answer::Python,
+            }
+        }
+        _ => return Answer::Python,
+    };
+    match out {
+        Ok(d) => Answer::Rows(d),
+        Err(_) => Answer::Python,
+    }
+}
+
+/// The request's payload: its field number and bytes (`None`: none, or a form upb merges).
+fn payload(request: &[u8]) -> Option<(u32, &[u8])> {
     let mut r = Reader::new(request);
     let mut payload: Option<(u32, &[u8])> = None;
     while !r.done() {
@@ -142,11 +194,5 @@ pub fn decode(request: &[u8], size: u64, o: &Options) -> Option<Decoded> {
             (_, w) => r.skip(w)?,
         }
     }
-    let out = match payload? {
-        (3, b) => crate::rows::row_batch(b, &cx),
-        (4, b) => crate::columns::column_batch(b, &cx),
-        (6, b) => return crate::jsonrows::json_batch(b, o.max_value, o.max_depth),
-        _ => return None,
-    };
-    out.ok()
+    payload
 }
