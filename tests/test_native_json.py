@@ -118,7 +118,7 @@ def compare(lim: LimitsConfig, request: pb.IngestRequest) -> str:
     raw = request.SerializeToString()
     want = python_side(lim, request)
     got = native.Transcoder("rfc3339", lim.max_value_bytes, lim.max_depth, lim.max_columns).decode(raw, len(raw))
-    if got is None:
+    if got is None or isinstance(got, str):  # (a str: a MessageBatch's type, whose plan is not given here)
         if want is not None and not want[3]:
             # Every row passes: the native reader must take them (only nesting near msgspec's limit aside).
             assert any(r.count(b"[") + r.count(b"{") > 256 for r in request.json.objects), (want, raw)

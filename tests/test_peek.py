@@ -1,6 +1,7 @@
 """The native peek (route, sequence, payload kind, row count from a request's wire bytes) against upb.
 
-It answers for RowBatch, ColumnBatch and JsonBatch requests; MessageBatch requests are always parsed.
+It answers for RowBatch, ColumnBatch, MessageBatch and JsonBatch requests (a MessageBatch's messages are bytes
+to upb: they are parsed only when the batch is transcoded).
 
 The service takes a request the peek answers without parsing it, so the peek must never answer for bytes
 upb would refuse, and what it answers must be what the parsed message says. Hypothesis draws every shape of
@@ -47,7 +48,7 @@ def test_peek_reads_what_upb_reads(request: pb.IngestRequest, route: str, sequen
     outcome = check(raw)
     event(outcome)
     kind = request.WhichOneof("payload")
-    if kind in ("rows", "columns", "json"):
+    if kind in ("rows", "columns", "messages", "json"):
         # Every request a caller's protobuf library writes is plain (nesting here is shallow): none is parsed.
         assert outcome == "peeked"
         # The message, when asked for, is the same.
@@ -62,7 +63,8 @@ def test_glued_requests_are_read_as_upb_reads_them(a: pb.IngestRequest, b: pb.In
 
 
 @DIFF
-@given(request=st.one_of(row_batches(), column_batches(), json_batches()), seed=st.integers(0, 2**32 - 1))
+@given(request=st.one_of(row_batches(), column_batches(), message_batches(), json_batches()),
+       seed=st.integers(0, 2**32 - 1))
 def test_damaged_requests_are_never_taken_where_upb_refuses_them(request: pb.IngestRequest, seed: int) -> None:
     for raw in damaged(request.SerializeToString(), seed):
         event(check(raw))
@@ -82,7 +84,9 @@ def test_what_upb_must_decide_is_left_to_it() -> None:
     json_rows = pb.IngestRequest(json=pb.JsonBatch(objects=[b"\xff", b"{}"], ops=[1, 2])).SerializeToString()
     assert native.peek(json_rows) == ("", 0, "json", 2)  # objects are bytes: upb checks no UTF-8 there
     assert native.peek(json_rows + b"\x32\x02\x08\x01") is None  # a second JsonBatch: upb merges them
-    assert native.peek(pb.IngestRequest(messages=pb.MessageBatch(type="t")).SerializeToString()) is None
+    messages = pb.IngestRequest(route="m", messages=pb.MessageBatch(type="t", messages=[b"\xff", b""], ops=[1, 0]))
+    assert native.peek(messages.SerializeToString()) == ("m", 0, "messages", 2)
+    assert native.peek(messages.SerializeToString().replace(b"\x0a\x01t", b"\x0a\x01\xff")) is None  # type: UTF-8
     assert native.peek(nest(30)) == ("", 0, "rows", 1)
     with pytest.raises(DecodeError):  # past upb's recursion limit
         pb.IngestRequest.FromString(nest(120))

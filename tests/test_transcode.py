@@ -12,6 +12,7 @@ import yaml
 from bridge import transcode
 from bridge.config import parse_config
 from bridge.dev import sample
+from bridge.model.errors import BatchRejected
 from bridge.route.pipeline import RoutePipeline
 from bridge.send.transport import Transport
 from bridge.transcode.native import _native
@@ -75,3 +76,52 @@ def test_prepare_gives_the_same_body_on_both_paths(monkeypatch) -> None:
             want, want_errors = pure[name].prepare(request, len(raw))
             assert want.columns is not None and errors == want_errors
             assert fast[name].dialect.build(rows).body == pure[name].dialect.build(want).body
+
+
+@pytest.mark.skipif(_native is None, reason="bridge._native is not built (no cargo at install time)")
+def test_message_batches_give_the_same_body_on_both_paths(monkeypatch, tmp_path) -> None:
+    """A MessageBatch route on the native transcoder: its rows are JSON rows, its bodies the Python path's;
+    a batch Python rejects whole (unknown type) is rejected the same way."""
+    desc = sample.write_descriptor_set(tmp_path / "click.desc")
+    doc = {"routes": {
+        "ndjson": {"dialect": "http", "url": "http://127.0.0.1:9/a", "options": {"descriptor_set": str(desc)}},
+        "array": {"dialect": "http", "url": "http://127.0.0.1:9/a",
+                  "options": {"format": "json", "timestamps": "epoch_s", "descriptor_set": str(desc)}},
+        # Declared columns, and a table body (CSV): the native transcoder leaves MessageBatches to the Python one.
+        "declared": {"dialect": "http", "url": "http://127.0.0.1:9/a", "columns": {"id": "int", "user": "string"},
+                     "unknown_columns": "drop", "options": {"descriptor_set": str(desc)}},
+        "csv": {"dialect": "http", "url": "http://127.0.0.1:9/a",
+                "options": {"format": "csv", "descriptor_set": str(desc)}},
+    }}
+
+    def build() -> dict[str, RoutePipeline]:
+        cfg = parse_config(yaml.safe_dump(doc), env={})
+        return {name: RoutePipeline(r, Transport()) for name, r in cfg.routes.items()}
+
+    monkeypatch.delenv(transcode.PURE_ENV, raising=False)
+    fast = build()
+    monkeypatch.setenv(transcode.PURE_ENV, "1")
+    pure = build()
+    request = sample.messages_request("ndjson", 1, range(50), sample.click_class())
+    for name in ("ndjson", "array"):
+        request.route = name
+        raw = request.SerializeToString()
+        for _ in range(2):  # the first batch compiles the type's plan; the second uses it
+            rows, errors = fast[name].prepare(request, len(raw), raw)
+            assert rows.columns is None  # decoded natively: JSON rows
+            want, want_errors = pure[name].prepare(request, len(raw))
+            assert errors == want_errors == []
+            assert fast[name].dialect.build(rows).body == pure[name].dialect.build(want).body
+    for name in ("declared", "csv"):
+        request.route = name
+        raw = request.SerializeToString()
+        rows, errors = fast[name].prepare(request, len(raw), raw)
+        want, want_errors = pure[name].prepare(request, len(raw))
+        assert errors == want_errors and fast[name].dialect.build(rows).body == pure[name].dialect.build(want).body
+    request.messages.type = "nope.X"
+    raw = request.SerializeToString()
+    with pytest.raises(BatchRejected) as native_rejects:
+        fast["ndjson"].prepare(request, len(raw), raw)
+    with pytest.raises(BatchRejected) as python_rejects:
+        pure["ndjson"].prepare(request, len(raw), raw)
+    assert native_rejects.value.reason == python_rejects.value.reason == "UNKNOWN_MESSAGE_TYPE"

@@ -65,6 +65,30 @@ pub fn double(out: &mut Vec<u8>, d: f64) {
     }
 }
 
+/// A float field at float precision (bridge/descriptors.py ``float32``): the fewest significant digits,
+/// 1 to 9, whose double reads back as the same float, written as that double; null unless finite.
+pub fn float32(out: &mut Vec<u8>, x: f32) {
+    if !x.is_finite() {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    let wide = f64::from(x);
+    let mut text = String::with_capacity(24);
+    for digits in 1..=9usize {
+        use std::fmt::Write;
+        text.clear();
+        // Rust's exact formatting rounds half to even, as Python's does.
+        let _ = write!(text, "{:.*e}", digits - 1, wide);
+        if let Ok(y) = text.parse::<f64>() {
+            if y as f32 == x {
+                double(out, y);
+                return;
+            }
+        }
+    }
+    double(out, wide);
+}
+
 pub fn int(out: &mut Vec<u8>, v: i64) {
     if v < 0 {
         out.push(b'-');

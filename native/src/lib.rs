@@ -2,13 +2,20 @@
 //! Python transcoder writes. The reader has no `unsafe`; the Python binding is in `py`.
 #![deny(unsafe_code)]
 
+mod columns;
 pub mod decode;
 pub mod forms;
 pub mod json;
 pub mod jsonrows;
+mod message;
+mod msgcheck;
 pub mod peek;
+pub mod plan;
+mod rows;
+mod table;
 pub mod timefmt;
 pub mod validate;
+mod value;
 pub mod wire;
 
 #[cfg(feature = "python")]

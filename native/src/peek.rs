@@ -1,7 +1,7 @@
 //! What the service reads of an IngestRequest before its route transcodes it: route, sequence, payload
 //! kind and row count, from the wire bytes, without building the message.
 //!
-//! `peek` answers only for a RowBatch, ColumnBatch or JsonBatch request written in a plain form that upb is sure
+//! `peek` answers only for a RowBatch, ColumnBatch, MessageBatch or JsonBatch request written in a plain form that upb is sure
 //! to parse: every field one it knows with its own wire type, one-byte tags, UTF-8 strings, shallow
 //! nesting, no payload or data member given twice. Anything else gives `None`, and the service parses
 //! the request with upb as before, so a request `peek` answers is one upb would have parsed too.
@@ -14,7 +14,7 @@ const MAX_NESTING: u32 = 80;
 pub struct Peeked {
     pub route: String,
     pub sequence: u64,
-    /// 3: rows (RowBatch), 4: columns (ColumnBatch), 6: json (JsonBatch).
+    /// 3: rows (RowBatch), 4: columns (ColumnBatch), 5: messages (MessageBatch), 6: json (JsonBatch).
     pub kind: u32,
     pub rows: u64,
 }
@@ -203,7 +203,24 @@ fn json_batch(b: &[u8]) -> Option<u64> {
     Some(rows)
 }
 
-/// Route, sequence, kind and rows of a plain RowBatch, ColumnBatch or JsonBatch request; `None` otherwise.
+/// Rows of a MessageBatch: its messages (bytes: upb reads them only when the batch is transcoded); its
+/// type a UTF-8 string; ops unpacked or packed.
+fn message_batch(b: &[u8]) -> Option<u64> {
+    let mut rows = 0;
+    walk(b, |f, w, r| match (f, w) {
+        (1, LEN) => utf8(len(r)?),
+        (2, LEN) => {
+            rows += 1;
+            len(r).map(|_| ())
+        }
+        (3, _) => scalars(r, w, VARINT).map(|_| ()),
+        _ => None,
+    })?;
+    Some(rows)
+}
+
+/// Route, sequence, kind and rows of a plain RowBatch, ColumnBatch, MessageBatch or JsonBatch request;
+/// `None` otherwise.
 pub fn peek(request: &[u8]) -> Option<Peeked> {
     let mut p = Peeked {
         route: String::new(),
@@ -223,12 +240,13 @@ pub fn peek(request: &[u8]) -> Option<Peeked> {
             p.sequence = r.varint()?;
             Some(())
         }
-        (3 | 4 | 6, LEN) if p.kind == 0 => {
+        (3..=6, LEN) if p.kind == 0 => {
             let b = len(r)?;
             p.kind = f;
             p.rows = match f {
                 3 => row_batch(b)?,
                 4 => column_batch(b)?,
+                5 => message_batch(b)?,
                 _ => json_batch(b)?,
             };
             Some(())

@@ -1,10 +1,15 @@
 //! The Python module ``bridge._native``.
 
-use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use crate::decode::{decode, Decoded, Options};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString};
+
+use crate::decode::{decode_with, Answer, Lookup, Options};
 use crate::forms::{Csv, Form};
+use crate::plan::{Card, Enum, Field, Message, Plan, Special};
 use crate::timefmt::Mode;
 use crate::validate::{Schema, Spec, Ty};
 
@@ -17,6 +22,67 @@ struct Transcoder {
     opts: Options,
     /// The declared columns' names, to name a refused row's column.
     names: Vec<String>,
+    /// MessageBatch plans by type name (None: that type is the Python transcoder's).
+    plans: Mutex<HashMap<String, Option<Arc<Plan>>>>,
+}
+
+/// A field as msgplan.py flattens it: number, key, kind, card, sub, oneof (-1: none), utf8, rfc3339.
+type FieldSpec = (u32, Vec<u8>, u8, u8, usize, i64, bool, bool);
+/// A message: its special form and fields. An enum: NullValue?, closed?, (number, JSON name) pairs.
+type PlanSpec = (
+    String,
+    Vec<(u8, Vec<FieldSpec>)>,
+    Vec<(bool, bool, Vec<(i32, Vec<u8>)>)>,
+);
+
+fn plan(spec: PlanSpec) -> PyResult<Plan> {
+    let (full_name, messages, enums) = spec;
+    let mut out = Vec::with_capacity(messages.len());
+    for (special, fields) in messages {
+        let special = match special {
+            0 => Special::Plain,
+            1 => Special::Timestamp,
+            2 => Special::Duration,
+            3 => Special::Wrapper,
+            _ => Special::Other,
+        };
+        let mut fs = Vec::with_capacity(fields.len());
+        for (number, key, kind, card, sub, oneof, utf8, rfc3339) in fields {
+            let card = match card {
+                0 => Card::Implicit,
+                1 => Card::Presence,
+                2 => Card::Repeated,
+                _ => Card::Map,
+            };
+            let oneof = u32::try_from(oneof).ok();
+            fs.push(Field {
+                number,
+                key,
+                kind,
+                card,
+                sub,
+                oneof,
+                utf8,
+                rfc3339,
+            });
+        }
+        out.push(Message::new(special, fs));
+    }
+    let enums = enums
+        .into_iter()
+        .map(|(null, closed, names)| Enum {
+            null,
+            closed,
+            names: names.into_iter().collect(),
+        })
+        .collect();
+    let p = Plan {
+        full_name,
+        messages: out,
+        enums,
+    };
+    p.check().map_err(PyValueError::new_err)?;
+    Ok(p)
 }
 
 /// Cells a declared column refused: (row, column name, the cell's JSON or None for a null).
@@ -96,20 +162,39 @@ impl Transcoder {
             }
             opts.schema = Some(Schema { specs, drop });
         }
-        Ok(Transcoder { opts, names })
+        Ok(Transcoder {
+            opts,
+            names,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Registers the plan of a MessageBatch type (bridge/transcode/msgplan.py), or None: batches of that
+    /// type go to the Python transcoder.
+    #[pyo3(signature = (type_name, spec))]
+    fn add_message(&self, type_name: String, spec: Option<PlanSpec>) -> PyResult<()> {
+        let p = spec.map(plan).transpose()?.map(Arc::new);
+        self.plans
+            .lock()
+            .map_err(|_| PyValueError::new_err("the plans' lock is poisoned"))?
+            .insert(type_name, p);
+        Ok(())
     }
 
     /// ``(rows, ops or None, caller indices or None, [(index, reason)], [(index, column, cell)], columns)``
-    /// of an IngestRequest's wire bytes, or None where the Python transcoder must decide. Rows are JSON
+    /// of an IngestRequest's wire bytes, or None where the Python transcoder must decide, or a
+    /// MessageBatch type's name (a str) whose plan ``add_message`` must give first. Rows are JSON
     /// objects, or with a ``form`` and a table payload, that form's bytes of the written ``columns``.
     fn decode<'py>(
         &self,
         py: Python<'py>,
         request: &Bound<'py, PyBytes>,
         size: u64,
-    ) -> PyResult<Option<Out<'py>>> {
-        let Some(d) = self.run(py, request, size) else {
-            return Ok(None);
+    ) -> PyResult<PyObject> {
+        let d = match self.run(py, request, size) {
+            Answer::Rows(d) => d,
+            Answer::Python => return Ok(py.None()),
+            Answer::NeedPlan(name) => return Ok(PyString::new(py, &name).into_any().unbind()),
         };
         // Built at its full length at once (appending one by one costs a resize now and then).
         let rows = PyList::new(
@@ -121,7 +206,8 @@ impl Transcoder {
         )?;
         let invalid = self.invalid(py, d.invalid);
         let columns = written(d.columns);
-        Ok(Some((rows, d.ops, d.index, d.errors, invalid, columns)))
+        let out: Out<'py> = (rows, d.ops, d.index, d.errors, invalid, columns);
+        Ok(out.into_pyobject(py)?.into_any().unbind())
     }
 
     /// As ``decode``, the rows in one buffer: ``(body, ends, ops or None, caller indices or None,
@@ -133,9 +219,11 @@ impl Transcoder {
         py: Python<'py>,
         request: &Bound<'py, PyBytes>,
         size: u64,
-    ) -> PyResult<Option<JoinedOut<'py>>> {
-        let Some(d) = self.run(py, request, size) else {
-            return Ok(None);
+    ) -> PyResult<PyObject> {
+        let d = match self.run(py, request, size) {
+            Answer::Rows(d) => d,
+            Answer::Python => return Ok(py.None()),
+            Answer::NeedPlan(name) => return Ok(PyString::new(py, &name).into_any().unbind()),
         };
         let body = PyBytes::new_with(py, d.buf.len() + d.ends.len(), |out| {
             let (mut at, mut start) = (0, 0);
@@ -155,7 +243,7 @@ impl Transcoder {
         }
         let invalid = self.invalid(py, d.invalid);
         let columns = written(d.columns);
-        Ok(Some((
+        let out: JoinedOut<'py> = (
             body,
             PyBytes::new(py, &ends),
             d.ops,
@@ -163,19 +251,28 @@ impl Transcoder {
             d.errors,
             invalid,
             columns,
-        )))
+        );
+        Ok(out.into_pyobject(py)?.into_any().unbind())
     }
 }
 
 impl Transcoder {
-    /// The decode itself, without the GIL for a large request.
-    fn run(&self, py: Python<'_>, request: &Bound<'_, PyBytes>, size: u64) -> Option<Decoded> {
+    /// The decode itself, without the GIL for a large request; a MessageBatch finds its type's plan here.
+    fn run(&self, py: Python<'_>, request: &Bound<'_, PyBytes>, size: u64) -> Answer {
         let raw = request.as_bytes();
         let opts = &self.opts;
+        let lookup = |name: &str| match self.plans.lock() {
+            Ok(plans) => match plans.get(name) {
+                Some(Some(p)) => Lookup::Plan(Arc::clone(p)),
+                Some(None) => Lookup::Python,
+                None => Lookup::Missing,
+            },
+            Err(_) => Lookup::Python,
+        };
         if raw.len() >= RELEASE_GIL {
-            py.allow_threads(|| decode(raw, size, opts))
+            py.allow_threads(|| decode_with(raw, size, opts, &lookup))
         } else {
-            decode(raw, size, opts)
+            decode_with(raw, size, opts, &lookup)
         }
     }
 
@@ -200,14 +297,15 @@ fn written(columns: Option<Vec<Vec<u8>>>) -> Option<Vec<String>> {
     })
 }
 
-/// ``(route, sequence, "rows", "columns" or "json", row count)`` of a plain RowBatch, ColumnBatch or JsonBatch request's wire
-/// bytes, without building the message; None where upb must parse it (see native/src/peek.rs).
+/// ``(route, sequence, "rows", "columns", "messages" or "json", row count)`` of a plain request's wire bytes,
+/// without building the message; None where upb must parse it (see native/src/peek.rs).
 #[pyfunction]
 fn peek(request: &Bound<'_, PyBytes>) -> Option<(String, u64, &'static str, u64)> {
     let p = crate::peek::peek(request.as_bytes())?;
     let kind = match p.kind {
         3 => "rows",
         4 => "columns",
+        5 => "messages",
         _ => "json",
     };
     Some((p.route, p.sequence, kind, p.rows))
@@ -216,8 +314,9 @@ fn peek(request: &Bound<'_, PyBytes>) -> Option<(String, u64, &'static str, u64)
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // What this build's Python side may ask of it (2: declared and RFC 3339 columns, reserved names;
-    // 3: row forms, and the written columns in what decode returns; 4: decode_joined).
-    m.add("ABI", 4)?;
+    // 3: row forms, and the written columns in what decode returns; 4: MessageBatch plans, the peek of
+    // MessageBatch requests; 5: decode_joined, answering a type name where a message plan is missing).
+    m.add("ABI", 5)?;
     m.add_class::<Transcoder>()?;
     m.add_function(wrap_pyfunction!(peek, m)?)?;
     Ok(())

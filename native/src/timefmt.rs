@@ -63,7 +63,7 @@ fn digits(out: &mut Vec<u8>, v: u32, n: usize) {
 }
 
 /// ``.fff``, ``.ffffff`` or ``.fffffffff`` for 0 < nanos < 1e9.
-fn fraction(out: &mut Vec<u8>, nanos: u32) {
+pub(crate) fn fraction(out: &mut Vec<u8>, nanos: u32) {
     out.push(b'.');
     if nanos.is_multiple_of(1_000_000) {
         digits(out, nanos / 1_000_000, 3);
@@ -176,5 +176,31 @@ pub fn nanos(out: &mut Vec<u8>, mode: Mode, x: i64) -> Result<(), String> {
             )
         }
     }
+    Ok(())
+}
+
+/// The range of google.protobuf.Duration, in seconds.
+const MAX_DURATION: i64 = 315_576_000_000;
+
+/// A `google.protobuf.Duration` as protobuf's JSON, ``"-1.500s"`` (bridge/descriptors.py ``duration``).
+pub fn duration(out: &mut Vec<u8>, seconds: i64, nanos: i32) -> Result<(), String> {
+    if !(-MAX_DURATION..=MAX_DURATION).contains(&seconds)
+        || !(-999_999_999..=999_999_999).contains(&nanos)
+        || (seconds < 0 && nanos > 0)
+        || (seconds > 0 && nanos < 0)
+    {
+        return Err(format!(
+            "duration {seconds}s {nanos}ns is not a valid google.protobuf.Duration"
+        ));
+    }
+    out.push(b'"');
+    if seconds < 0 || nanos < 0 {
+        out.push(b'-');
+    }
+    json::uint(out, seconds.unsigned_abs());
+    if nanos != 0 {
+        fraction(out, nanos.unsigned_abs());
+    }
+    out.extend_from_slice(b"s\"");
     Ok(())
 }

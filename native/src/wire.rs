@@ -54,6 +54,33 @@ impl<'a> Reader<'a> {
         None
     }
 
+    /// A varint as upb reads it in a message: bits past 64 are dropped; an 11th byte is corrupt.
+    pub fn varint_wide(&mut self) -> Option<u64> {
+        let mut out: u64 = 0;
+        for i in 0..10 {
+            let b = *self.buf.get(self.pos)?;
+            self.pos += 1;
+            out |= u64::from(b & 0x7f).checked_shl(7 * i).unwrap_or(0);
+            if b < 0x80 {
+                return Some(out);
+            }
+        }
+        None
+    }
+
+    /// Bytes left to read.
+    pub fn left(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let b = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(b)
+    }
+
     #[inline]
     pub fn fixed64(&mut self) -> Option<u64> {
         let end = self.pos.checked_add(8)?;
