@@ -57,7 +57,12 @@ python3 -m pip install -q -e '.[test]'
 if command -v cargo >/dev/null 2>&1; then
   python3 -c "import bridge._native" || { echo "cargo is here but bridge._native did not build" >&2; exit 1; }
 fi
-# The transcode-level tests on the pure path as well; the whole suite then runs with the native one.
+# The pure path as well: the transcode-level tests, and end to end every dialect (the conformance suite, each
+# dialect's and the values' tests), fan-out, delivery, the spool and ClickHouse. The whole suite then runs with
+# the native transcoder.
 INGEST_BRIDGE_PURE=1 python3 -m pytest -q -p no:cacheprovider tests/test_transcode.py tests/test_fuzz.py \
-  tests/test_decode.py
+  tests/test_decode.py tests/test_conformance.py tests/test_dialect_*.py tests/test_values.py \
+  tests/test_values_json.py tests/test_descriptor_set.py tests/test_fanout.py tests/test_fanout_spool.py \
+  tests/test_delivery.py tests/test_delivery_promises.py tests/test_spool.py tests/test_clickhouse.py \
+  tests/test_service.py tests/test_send.py
 exec python3 -m pytest -q "$@"
