@@ -20,6 +20,7 @@ from bridge.proto import pb, pb_grpc
 from tests.waiting import wait_until
 
 ROWS = 20  # per message
+MESSAGES = 50_000  # at most, per stream: bounded, with room for a fast bridge to outlast the 20 reloads
 
 
 def write(path: Path, doc: dict) -> None:
@@ -65,12 +66,11 @@ async def test_four_streams_through_twenty_reloads_lose_nothing_and_every_ack_is
                 window = asyncio.Semaphore(4)
 
                 async def gen():
-                    # Bounded, with room for a fast bridge to outlast the 20 reloads; ends once they are done.
-                    for m in range(50_000):
+                    for m in range(MESSAGES):  # ends once the reloads are done
                         if stop.is_set() and m >= 10:
                             return
                         await window.acquire()
-                        lo = (i * 2000 + m) * ROWS
+                        lo = (i * MESSAGES + m) * ROWS  # each stream's ids its own
                         sent_ids[route].extend(range(lo, lo + ROWS))
                         # Only the first message names the route: the rest follow it through the reloads.
                         yield sample.json_request(route if m == 0 else "", m, range(lo, lo + ROWS))
