@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use crate::decode::{decode_with, Answer, Lookup, Options};
+use crate::decode::{decode_with, Answer, Decoded, Lookup, Options};
 use crate::forms::{Csv, Form};
 use crate::plan::{Card, Enum, Field, Message, Plan, Special};
 use crate::timefmt::Mode;
@@ -191,10 +191,9 @@ impl Transcoder {
         request: &Bound<'py, PyBytes>,
         size: u64,
     ) -> PyResult<PyObject> {
-        let d = match self.run(py, request, size) {
-            Answer::Rows(d) => d,
-            Answer::Python => return Ok(py.None()),
-            Answer::NeedPlan(name) => return Ok(PyString::new(py, &name).into_any().unbind()),
+        let d = match self.decoded(py, request, size) {
+            Ok(d) => d,
+            Err(instead) => return Ok(instead),
         };
         // Built at its full length at once (appending one by one costs a resize now and then).
         let rows = PyList::new(
@@ -220,10 +219,9 @@ impl Transcoder {
         request: &Bound<'py, PyBytes>,
         size: u64,
     ) -> PyResult<PyObject> {
-        let d = match self.run(py, request, size) {
-            Answer::Rows(d) => d,
-            Answer::Python => return Ok(py.None()),
-            Answer::NeedPlan(name) => return Ok(PyString::new(py, &name).into_any().unbind()),
+        let d = match self.decoded(py, request, size) {
+            Ok(d) => d,
+            Err(instead) => return Ok(instead),
         };
         let body = PyBytes::new_with(py, d.buf.len() + d.ends.len(), |out| {
             let (mut at, mut start) = (0, 0);
@@ -273,6 +271,21 @@ impl Transcoder {
             py.allow_threads(|| decode_with(raw, size, opts, &lookup))
         } else {
             decode_with(raw, size, opts, &lookup)
+        }
+    }
+
+    /// The rows, or what Python gets instead of them: None (the Python transcoder decides) or a MessageBatch
+    /// type's name whose plan ``add_message`` must give first.
+    fn decoded(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyBytes>,
+        size: u64,
+    ) -> Result<Decoded, PyObject> {
+        match self.run(py, request, size) {
+            Answer::Rows(d) => Ok(d),
+            Answer::Python => Err(py.None()),
+            Answer::NeedPlan(name) => Err(PyString::new(py, &name).into_any().unbind()),
         }
     }
 
